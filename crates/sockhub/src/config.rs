@@ -1,0 +1,242 @@
+//! Limits and per-listener options. Every limit has a name, a unit, a default and a documented
+//! outcome when exceeded (see [`crate::close`]). All types deserialize from the TOML config
+//! file of the `sockhub` binary, rejecting unknown keys.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Limits shared by every listener of one server.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Sessions open at once, all transports together (the classic "max users").
+    /// Default 10,000. Beyond it: WebSocket upgrade → HTTP 503; TCP → `ERROR 1013 …` line then
+    /// close; UDP → one `ERROR 1013 …` datagram, the datagram is not delivered.
+    pub max_connections: usize,
+    /// Largest message in bytes (a WebSocket message after reassembly, a TCP line or frame, a UDP
+    /// datagram). Default 65,536. Beyond it: WebSocket close 1009; TCP `ERROR 1009 …` then close;
+    /// UDP: dropped and counted. Checked on the header before anything is allocated.
+    pub max_message_size: usize,
+    /// Time allowed from TCP accept to a complete WebSocket upgrade request. Default 10 s.
+    /// Beyond it the connection is closed (HTTP 408 if headers had started).
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// A session that sends nothing for this long is closed (close 4201). WebSocket sessions are
+    /// pinged every `ping_interval`, and a pong counts as traffic. UDP peers expire silently.
+    /// Default 120 s.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Heartbeat: a WebSocket session that has been quiet this long gets a ping. Default 30 s.
+    #[serde(deserialize_with = "duration")]
+    pub ping_interval: Duration,
+    /// Bytes queued for one session and not yet written to its socket. Default 1 MiB.
+    /// Beyond it the [`OverflowPolicy`] applies.
+    pub max_outbox_bytes: usize,
+    /// Frames queued for one session. Default 4,096. Beyond it the [`OverflowPolicy`] applies.
+    pub max_outbox_messages: usize,
+    /// What happens to a session whose outbox is full. Default `disconnect`.
+    pub outbox_overflow: OverflowPolicy,
+    /// Channels one session may be subscribed to at once. Default 100. Beyond it: a json
+    /// `error` event with code `too_many_subscriptions`.
+    pub max_subscriptions: usize,
+    /// On shutdown, how long sessions may take to drain their outboxes and say goodbye.
+    /// Default 5 s; after it, remaining connections are dropped.
+    #[serde(deserialize_with = "duration")]
+    pub drain_timeout: Duration,
+    /// After sending a WebSocket close frame, how long to wait for the client's close reply
+    /// before dropping the connection. Default 2 s.
+    #[serde(deserialize_with = "duration")]
+    pub close_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_message_size: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            ping_interval: Duration::from_secs(30),
+            max_outbox_bytes: 1024 * 1024,
+            max_outbox_messages: 4096,
+            outbox_overflow: OverflowPolicy::Disconnect,
+            max_subscriptions: 100,
+            drain_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What to do when a session's outbox is full (Workerman calls this `onBufferFull`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverflowPolicy {
+    /// Disconnect the slow client (close 4100 "slow consumer"): it never delays the others, and
+    /// it learns that it missed messages. The default.
+    #[default]
+    Disconnect,
+    /// Drop the oldest queued frames to make room and count them: for feeds where only the
+    /// latest state matters (prices, positions).
+    DropOldest,
+}
+
+/// The wire protocol spoken on a listener (or chosen by a WebSocket URL's `?protocol=`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// A message is the payload; the session's channels come from the URL or listener config.
+    #[default]
+    Raw,
+    /// JSON commands (subscribe, unsubscribe, publish, ping) and events (message, error…).
+    Json,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "raw" => Ok(Protocol::Raw),
+            "json" => Ok(Protocol::Json),
+            other => Err(format!("unknown protocol {other:?} (expected raw or json)")),
+        }
+    }
+}
+
+/// How a TCP listener splits the byte stream into messages.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcpFraming {
+    /// One message per line, ended by `\n` or `\r\n` (the terminator is not part of the message).
+    #[default]
+    Lines,
+    /// A big-endian `u32` length, then that many payload bytes: for binary game clients.
+    LengthPrefixed,
+}
+
+impl std::str::FromStr for TcpFraming {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lines" => Ok(TcpFraming::Lines),
+            "length-prefixed" => Ok(TcpFraming::LengthPrefixed),
+            other => Err(format!(
+                "unknown framing {other:?} (expected lines or length-prefixed)"
+            )),
+        }
+    }
+}
+
+/// Options of one TCP listener.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TcpOptions {
+    /// How the stream is split into messages. Default `lines`.
+    pub framing: TcpFraming,
+    /// Wire protocol. Default `raw`.
+    pub protocol: Protocol,
+    /// Channels every session of this listener joins on connect. Default `["lobby"]`.
+    pub channels: Vec<String>,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            framing: TcpFraming::Lines,
+            protocol: Protocol::Raw,
+            channels: vec![DEFAULT_CHANNEL.to_string()],
+        }
+    }
+}
+
+/// Options of the UDP listener.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdpOptions {
+    /// Wire protocol. Default `raw`.
+    pub protocol: Protocol,
+    /// Channels every peer joins on its first datagram. Default `["lobby"]`.
+    pub channels: Vec<String>,
+}
+
+impl Default for UdpOptions {
+    fn default() -> Self {
+        UdpOptions {
+            protocol: Protocol::Raw,
+            channels: vec![DEFAULT_CHANNEL.to_string()],
+        }
+    }
+}
+
+/// Options of the HTTP listener's WebSocket endpoint.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsOptions {
+    /// The dedicated upgrade path (the upgrade also works on `/`). Default `/ws`.
+    pub path: String,
+    /// Channels joined when the URL names none. Default `["lobby"]`.
+    pub channels: Vec<String>,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            path: "/ws".into(),
+            channels: vec![DEFAULT_CHANNEL.to_string()],
+        }
+    }
+}
+
+/// The channel sessions join when nothing else is said.
+pub const DEFAULT_CHANNEL: &str = "lobby";
+
+/// Everything a [`crate::Server`] needs besides its listeners.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerConfig {
+    /// Limits shared by all listeners.
+    pub limits: Limits,
+    /// The WebSocket endpoint on the HTTP listener.
+    pub ws: WsOptions,
+}
+
+/// Parses `"250ms"`, `"10s"`, `"2m"` (humantime syntax) or a bare number of seconds.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.trim().parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 250ms, 10s, 2m)"))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(f64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+        Raw::Secs(s) => Err(serde::de::Error::custom(format!(
+            "invalid duration {s}: must be a non-negative number of seconds"
+        ))),
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,450 @@
+//! The hub: channels ↔ local subscribers, the session registry, and fan-out.
+//!
+//! It knows no transport (sessions carry their [`WireFormat`]) and no concrete broker (only the
+//! [`Broker`] trait). A channel's entry is created by its first subscriber and removed with its
+//! last, and exactly those two moments are reported to the broker.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+use crate::broker::{Broker, BrokerSink};
+use crate::close::CloseReason;
+use crate::config::Protocol;
+use crate::message::{validate_channel_name, ChannelName, Message, SessionId, Transport};
+use crate::outbox::{Outbox, OutboxLimits, Push};
+use crate::protocol::{encode_message, Publication, WireFormat};
+use crate::stats::Stats;
+
+/// Handle to the hub. Cheap to clone; all clones are the same hub.
+///
+/// ```
+/// let hub = sockhub::Hub::new(&sockhub::Limits::default(), std::sync::Arc::new(sockhub::MemoryBroker));
+/// assert_eq!(hub.publish("lobby", "nobody listens".into()), 0);
+/// assert!(hub.channels().is_empty());
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+/// Subscribers of one channel, in subscription order. `IndexMap` gives O(1) removal by id
+/// (`swap_remove`) and fast iteration for fan-out.
+type Subscribers = IndexMap<SessionId, Arc<SessionShared>>;
+
+pub(crate) struct HubInner {
+    /// Channel name → local subscribers. One lock for the map: publishes take it shared for the
+    /// length of one fan-out (pushes never block); (un)subscribes take it exclusively, briefly.
+    channels: RwLock<HashMap<ChannelName, Subscribers>>,
+    /// Every open session, for send-to-one and close-by-id.
+    sessions: RwLock<HashMap<SessionId, Arc<SessionShared>>>,
+    /// Next session id; ids are never reused within a process.
+    next_id: AtomicU64,
+    /// Relay to other nodes.
+    broker: Arc<dyn Broker>,
+    /// Outbox limits applied to every push.
+    outbox_limits: OutboxLimits,
+    /// `max_subscriptions` per session.
+    max_subscriptions: usize,
+    /// Counters.
+    pub(crate) stats: Stats,
+}
+
+/// The hub's view of one session; the transport's driver holds the same `Arc`.
+pub(crate) struct SessionShared {
+    /// Unique id.
+    pub id: SessionId,
+    /// Which transport it came in on.
+    pub transport: Transport,
+    /// Remote address.
+    pub peer: SocketAddr,
+    /// How to encode for it.
+    pub format: WireFormat,
+    /// Frames waiting for its socket.
+    pub outbox: Outbox,
+    /// Channels it is subscribed to, so closing can unsubscribe without scanning every channel.
+    pub channels: Mutex<Vec<ChannelName>>,
+}
+
+/// Why a subscribe failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// The name is empty, too long, or has whitespace/control characters.
+    #[error("bad channel name: {0}")]
+    BadName(String),
+    /// The session is at `max_subscriptions`; unsubscribe from something first.
+    #[error("too many subscriptions (max {0})")]
+    TooMany(usize),
+    /// The session is closed or closing.
+    #[error("session closed")]
+    Closed,
+}
+
+impl SubscribeError {
+    /// Stable code for json `error` events.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SubscribeError::BadName(_) => "bad_channel",
+            SubscribeError::TooMany(_) => "too_many_subscriptions",
+            SubscribeError::Closed => "closed",
+        }
+    }
+}
+
+/// Why a send to one session failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    /// No session has that id (never existed, or already closed).
+    #[error("no such session")]
+    NoSuchSession,
+    /// The session is closing; nothing more is queued for it.
+    #[error("session closing")]
+    Closing,
+    /// The outbox was full: under `disconnect` the session is now closing as a slow consumer;
+    /// under `drop-oldest` this message was dropped.
+    #[error("outbox full")]
+    OutboxFull,
+}
+
+/// A channel and its local subscriber count.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ChannelInfo {
+    /// Channel name.
+    pub name: String,
+    /// Local subscribers.
+    pub subscribers: usize,
+}
+
+impl Hub {
+    /// A hub with `limits`' outbox and subscription limits, relaying through `broker`.
+    pub fn new(limits: &crate::Limits, broker: Arc<dyn Broker>) -> Hub {
+        let inner = Arc::new(HubInner {
+            channels: RwLock::default(),
+            sessions: RwLock::default(),
+            next_id: AtomicU64::new(1),
+            broker,
+            outbox_limits: OutboxLimits::from(limits),
+            max_subscriptions: limits.max_subscriptions,
+            stats: Stats::default(),
+        });
+        inner.broker.attach(BrokerSink {
+            hub: Arc::downgrade(&inner),
+        });
+        Hub { inner }
+    }
+
+    /// Publishes to every subscriber of `channel` on every node. Returns local deliveries.
+    pub fn publish(&self, channel: &str, message: Message) -> usize {
+        self.inner.publish(ChannelName::from(channel), message, None, None)
+    }
+
+    /// Sends to one session only, encoded for its transport and protocol.
+    ///
+    /// # Errors
+    /// [`SendError`]: the session is gone or closing, or its outbox is full.
+    pub fn send(&self, id: SessionId, message: Message) -> Result<(), SendError> {
+        let s = self
+            .inner
+            .session(id)
+            .ok_or(SendError::NoSuchSession)?;
+        self.inner.send_to(&s, &message)
+    }
+
+    /// Closes one session with [`CloseReason::Kicked`]. Returns false if no such session is open.
+    pub fn close(&self, id: SessionId, reason: &str) -> bool {
+        match self.inner.session(id) {
+            Some(s) => {
+                s.outbox.close(CloseReason::Kicked(reason.to_string()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Channels with at least one local subscriber, sorted by name.
+    pub fn channels(&self) -> Vec<ChannelInfo> {
+        let map = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = map
+            .iter()
+            .map(|(name, subs)| ChannelInfo {
+                name: name.to_string(),
+                subscribers: subs.len(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Local subscribers of one channel (0 if it has none).
+    pub fn subscribers(&self, channel: &str) -> usize {
+        let map = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        map.get(channel).map_or(0, IndexMap::len)
+    }
+
+    /// Sessions open on this node.
+    pub fn session_count(&self) -> usize {
+        self.inner
+            .sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// The hub's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// The broker's name.
+    pub fn broker_name(&self) -> &'static str {
+        self.inner.broker.name()
+    }
+}
+
+impl HubInner {
+    pub(crate) fn session(&self, id: SessionId) -> Option<Arc<SessionShared>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Creates and registers a session (not yet subscribed to anything).
+    pub(crate) fn register(
+        &self,
+        transport: Transport,
+        peer: SocketAddr,
+        format: WireFormat,
+    ) -> Arc<SessionShared> {
+        let id = SessionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let s = Arc::new(SessionShared {
+            id,
+            transport,
+            peer,
+            format,
+            outbox: Outbox::default(),
+            channels: Mutex::new(Vec::new()),
+        });
+        self.sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, s.clone());
+        self.stats.session_opened(transport);
+        s
+    }
+
+    /// Unsubscribes a session from everything and forgets it. Idempotent.
+    pub(crate) fn unregister(&self, s: &SessionShared) {
+        let removed = self
+            .sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&s.id)
+            .is_some();
+        let channels = std::mem::take(&mut *s.channels.lock().unwrap_or_else(|p| p.into_inner()));
+        if !channels.is_empty() {
+            let mut map = self.channels.write().unwrap_or_else(|p| p.into_inner());
+            for ch in channels {
+                self.remove_subscriber(&mut map, &ch, s.id);
+            }
+        }
+        if removed {
+            self.stats.session_closed(s.transport);
+        }
+    }
+
+    fn remove_subscriber(
+        &self,
+        map: &mut HashMap<ChannelName, Subscribers>,
+        channel: &str,
+        id: SessionId,
+    ) -> bool {
+        let Some(subs) = map.get_mut(channel) else {
+            return false;
+        };
+        let removed = subs.swap_remove(&id).is_some();
+        if subs.is_empty() {
+            // The registry shrinks with its channels (mini-redis #63 is the bug this avoids).
+            if let Some((name, _)) = map.remove_entry(channel) {
+                self.broker.unsubscribe(&name);
+            }
+        }
+        removed
+    }
+
+    pub(crate) fn subscribe(
+        &self,
+        s: &Arc<SessionShared>,
+        channel: &str,
+    ) -> Result<(), SubscribeError> {
+        validate_channel_name(channel).map_err(SubscribeError::BadName)?;
+        let mut mine = s.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if mine.iter().any(|c| &**c == channel) {
+            return Ok(());
+        }
+        if mine.len() >= self.max_subscriptions {
+            return Err(SubscribeError::TooMany(self.max_subscriptions));
+        }
+        if s.outbox.closing().is_some() {
+            return Err(SubscribeError::Closed);
+        }
+        let mut map = self.channels.write().unwrap_or_else(|p| p.into_inner());
+        let name = match map.get_key_value(channel) {
+            Some((name, _)) => name.clone(),
+            None => {
+                let name = ChannelName::from(channel);
+                map.insert(name.clone(), IndexMap::new());
+                self.broker.subscribe(&name);
+                name
+            }
+        };
+        map.get_mut(&name)
+            .expect("inserted above")
+            .insert(s.id, s.clone());
+        mine.push(name);
+        Ok(())
+    }
+
+    pub(crate) fn unsubscribe(&self, s: &SessionShared, channel: &str) -> bool {
+        let mut mine = s.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(pos) = mine.iter().position(|c| &**c == channel) else {
+            return false;
+        };
+        mine.swap_remove(pos);
+        let mut map = self.channels.write().unwrap_or_else(|p| p.into_inner());
+        self.remove_subscriber(&mut map, channel, s.id)
+    }
+
+    /// Local delivery plus relay to other nodes.
+    pub(crate) fn publish(
+        &self,
+        channel: ChannelName,
+        message: Message,
+        from: Option<SessionId>,
+        except: Option<SessionId>,
+    ) -> usize {
+        self.broker.publish(&channel, &message);
+        let p = Publication::new(channel, message, from);
+        let n = self.fan_out(&p, except, None);
+        self.stats.published(n as u64);
+        n
+    }
+
+    /// Local delivery only (a publish that came from another node).
+    pub(crate) fn deliver_local(
+        &self,
+        channel: ChannelName,
+        message: Message,
+        from: Option<SessionId>,
+    ) -> usize {
+        let p = Publication::new(channel, message, from);
+        let n = self.fan_out(&p, None, None);
+        self.stats.published(n as u64);
+        n
+    }
+
+    /// A session's message to the other members of all its channels. A raw-protocol member of
+    /// several of those channels gets it once (its bytes would be identical); json members get
+    /// one `message` event per channel, since each names its channel.
+    pub(crate) fn broadcast_from(&self, s: &SessionShared, message: Message) -> usize {
+        let channels = s.channels.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut seen = (channels.len() > 1).then(HashSet::new);
+        let mut total = 0;
+        for ch in channels {
+            self.broker.publish(&ch, &message);
+            let p = Publication::new(ch, message.clone(), Some(s.id));
+            let n = self.fan_out(&p, Some(s.id), seen.as_mut());
+            self.stats.published(n as u64);
+            total += n;
+        }
+        total
+    }
+
+    /// Queues one publication for every local subscriber (but `except`). Returns deliveries.
+    fn fan_out(
+        &self,
+        p: &Publication,
+        except: Option<SessionId>,
+        mut raw_seen: Option<&mut HashSet<SessionId>>,
+    ) -> usize {
+        let map = self.channels.read().unwrap_or_else(|p| p.into_inner());
+        let Some(subs) = map.get(&p.channel) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for (id, s) in subs {
+            if Some(*id) == except {
+                continue;
+            }
+            if s.format.protocol == Protocol::Raw {
+                if let Some(seen) = raw_seen.as_deref_mut() {
+                    if !seen.insert(*id) {
+                        continue;
+                    }
+                }
+            }
+            if self.push(s, p.bytes_for(s.format)) {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Pushes one frame to a session under the outbox limits, counting what the policy did.
+    fn push(&self, s: &SessionShared, frame: Bytes) -> bool {
+        match s.outbox.push(frame, &self.outbox_limits) {
+            Push::Queued => true,
+            Push::Dropped {
+                count,
+                frame_dropped,
+            } => {
+                self.stats.outbox_dropped(count as u64);
+                !frame_dropped
+            }
+            Push::Overflow => {
+                self.stats.slow_consumer();
+                tracing::warn!(
+                    session = %s.id,
+                    transport = %s.transport,
+                    peer = %s.peer,
+                    max_outbox_bytes = self.outbox_limits.max_bytes,
+                    "slow consumer: outbox full, disconnecting"
+                );
+                false
+            }
+            Push::Closed => false,
+        }
+    }
+
+    pub(crate) fn send_to(&self, s: &SessionShared, message: &Message) -> Result<(), SendError> {
+        let frame = encode_message(s.format, None, message, None);
+        match s.outbox.push(frame, &self.outbox_limits) {
+            Push::Queued => {
+                self.stats.delivered(1);
+                Ok(())
+            }
+            Push::Closed => Err(SendError::Closing),
+            Push::Dropped {
+                count,
+                frame_dropped,
+            } => {
+                self.stats.outbox_dropped(count as u64);
+                if frame_dropped {
+                    Err(SendError::OutboxFull)
+                } else {
+                    self.stats.delivered(1);
+                    Ok(())
+                }
+            }
+            Push::Overflow => {
+                self.stats.slow_consumer();
+                Err(SendError::OutboxFull)
+            }
+        }
+    }
+}

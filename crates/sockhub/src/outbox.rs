@@ -1,0 +1,316 @@
+//! The bounded per-session queue of encoded frames, and its overflow policy.
+//!
+//! Publishers (any task: another session's driver, the HTTP API, a broker) push shared
+//! [`Bytes`] and never wait; the session's own driver takes the queued frames in one swap and
+//! writes them with vectored writes. The limit counts everything not yet written to the socket,
+//! queued *and* taken, so a client that stops reading holds at most `max_outbox_bytes`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::close::CloseReason;
+use crate::config::{Limits, OverflowPolicy};
+
+/// The three outbox limits, copied out of [`Limits`] so the hub's fan-out reads one small struct.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutboxLimits {
+    /// `max_outbox_bytes`.
+    pub max_bytes: usize,
+    /// `max_outbox_messages`.
+    pub max_messages: usize,
+    /// `outbox_overflow`.
+    pub policy: OverflowPolicy,
+}
+
+impl From<&Limits> for OutboxLimits {
+    fn from(l: &Limits) -> Self {
+        OutboxLimits {
+            max_bytes: l.max_outbox_bytes,
+            max_messages: l.max_outbox_messages,
+            policy: l.outbox_overflow,
+        }
+    }
+}
+
+/// What became of a pushed frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Queued for writing.
+    Queued,
+    /// Queued after dropping this many older frames (drop-oldest policy), or not queued at all
+    /// when nothing older could be dropped (`frame_dropped`).
+    Dropped {
+        /// Frames thrown away, the new one included when `frame_dropped`.
+        count: usize,
+        /// Whether the pushed frame itself was dropped.
+        frame_dropped: bool,
+    },
+    /// The outbox overflowed under the disconnect policy: the session is now closing as a slow
+    /// consumer (this push is the one that tipped it).
+    Overflow,
+    /// The session is already closing; the frame was not queued.
+    Closed,
+}
+
+/// One session's outbox. See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    /// Queue and accounting. A std mutex: it is held only for a push or a swap, never across an
+    /// await, and it is per session, so contention is one publisher against one driver.
+    state: Mutex<State>,
+    /// Wakes the driver when frames arrive or a close is requested. One waiter (the driver), so
+    /// `notify_one`'s stored permit guarantees no wake-up is lost between check and wait.
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Frames not yet taken by the driver.
+    queue: VecDeque<Bytes>,
+    /// Bytes not yet written: queued plus taken-but-unwritten.
+    bytes: usize,
+    /// Frames not yet written: queued plus taken-but-unwritten.
+    frames: usize,
+    /// Set once, by the first close request; later requests keep the first reason.
+    closing: Option<CloseReason>,
+    /// Frames dropped by the drop-oldest policy, for stats.
+    dropped: u64,
+}
+
+impl Outbox {
+    /// Queues one frame under `limits`. Never blocks and never waits for the socket.
+    pub(crate) fn push(&self, frame: Bytes, limits: &OutboxLimits) -> Push {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.closing.is_some() {
+            return Push::Closed;
+        }
+        let fits = |st: &State| {
+            st.bytes + frame.len() <= limits.max_bytes && st.frames < limits.max_messages
+        };
+        let result = if fits(&st) {
+            Push::Queued
+        } else {
+            match limits.policy {
+                OverflowPolicy::Disconnect => {
+                    // Free the memory now; the driver writes the close notice after whatever
+                    // frame is half-written (`discards_pending`).
+                    let freed: usize = st.queue.iter().map(Bytes::len).sum();
+                    let n = st.queue.len();
+                    st.queue.clear();
+                    st.bytes -= freed;
+                    st.frames -= n;
+                    st.closing = Some(CloseReason::SlowConsumer {
+                        max_bytes: limits.max_bytes,
+                    });
+                    drop(st);
+                    self.notify.notify_one();
+                    return Push::Overflow;
+                }
+                OverflowPolicy::DropOldest => {
+                    let mut count = 0;
+                    while !fits(&st) {
+                        match st.queue.pop_front() {
+                            Some(old) => {
+                                st.bytes -= old.len();
+                                st.frames -= 1;
+                                count += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    let frame_dropped = !fits(&st);
+                    if frame_dropped {
+                        count += 1;
+                    }
+                    st.dropped += count as u64;
+                    if frame_dropped {
+                        return Push::Dropped {
+                            count,
+                            frame_dropped,
+                        };
+                    }
+                    Push::Dropped {
+                        count,
+                        frame_dropped: false,
+                    }
+                }
+            }
+        };
+        st.bytes += frame.len();
+        st.frames += 1;
+        let was_empty = st.queue.is_empty();
+        st.queue.push_back(frame);
+        drop(st);
+        // Only the push that makes the queue non-empty needs to wake the driver: until it has
+        // taken the queue, later pushes are picked up by the same take.
+        if was_empty {
+            self.notify.notify_one();
+        }
+        result
+    }
+
+    /// Queues a frame that must not be refused by the limits: protocol replies to the client's
+    /// own requests (pong, json acks), which the client bounds by sending requests. Refused only
+    /// once the session is closing.
+    pub(crate) fn push_control(&self, frame: Bytes) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.closing.is_some() {
+            return false;
+        }
+        st.bytes += frame.len();
+        st.frames += 1;
+        let was_empty = st.queue.is_empty();
+        st.queue.push_back(frame);
+        drop(st);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        true
+    }
+
+    /// Queues a frame of the driver's own (close notice, close echo, ping, pong) even while
+    /// closing: the driver alone decides what follows a close request.
+    pub(crate) fn push_internal(&self, frame: Bytes) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.bytes += frame.len();
+        st.frames += 1;
+        let was_empty = st.queue.is_empty();
+        st.queue.push_back(frame);
+        drop(st);
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Asks the driver to close the session with `reason`. Returns false if it was already
+    /// closing (the first reason wins).
+    pub(crate) fn close(&self, reason: CloseReason) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.closing.is_some() {
+            return false;
+        }
+        if reason.discards_pending() {
+            let freed: usize = st.queue.iter().map(Bytes::len).sum();
+            st.bytes -= freed;
+            st.frames -= st.queue.len();
+            st.queue.clear();
+        }
+        st.closing = Some(reason);
+        drop(st);
+        self.notify.notify_one();
+        true
+    }
+
+    /// The close reason, if a close was requested.
+    pub(crate) fn closing(&self) -> Option<CloseReason> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closing
+            .clone()
+    }
+
+    /// Moves every queued frame to the back of `into` (the driver's write queue) in one swap and
+    /// returns the close request, if any. The frames still count against the limits until
+    /// [`Outbox::written`].
+    pub(crate) fn take(&self, into: &mut VecDeque<Bytes>) -> Option<CloseReason> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if into.is_empty() {
+            std::mem::swap(into, &mut st.queue);
+        } else {
+            into.extend(st.queue.drain(..));
+        }
+        st.closing.clone()
+    }
+
+    /// Records that `bytes` in `frames` whole frames reached the socket.
+    pub(crate) fn written(&self, bytes: usize, frames: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.bytes = st.bytes.saturating_sub(bytes);
+        st.frames = st.frames.saturating_sub(frames);
+    }
+
+    /// Bytes not yet written (queued plus taken).
+    #[cfg(test)]
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+
+    /// Frames dropped so far by the drop-oldest policy.
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).dropped
+    }
+
+    /// Waits until a push or close may have happened since the last take.
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(policy: OverflowPolicy) -> OutboxLimits {
+        OutboxLimits {
+            max_bytes: 10,
+            max_messages: 3,
+            policy,
+        }
+    }
+
+    #[test]
+    fn overflow_disconnects_by_default_and_frees_the_queue() {
+        let o = Outbox::default();
+        let l = limits(OverflowPolicy::Disconnect);
+        assert_eq!(o.push(Bytes::from_static(b"12345"), &l), Push::Queued);
+        assert_eq!(o.push(Bytes::from_static(b"12345"), &l), Push::Queued);
+        assert_eq!(o.push(Bytes::from_static(b"1"), &l), Push::Overflow);
+        assert_eq!(o.pending_bytes(), 0);
+        assert_eq!(
+            o.closing(),
+            Some(CloseReason::SlowConsumer { max_bytes: 10 })
+        );
+        assert_eq!(o.push(Bytes::from_static(b"1"), &l), Push::Closed);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest() {
+        let o = Outbox::default();
+        let l = limits(OverflowPolicy::DropOldest);
+        for f in [&b"a"[..], b"b", b"c"] {
+            assert_eq!(o.push(Bytes::copy_from_slice(f), &l), Push::Queued);
+        }
+        assert_eq!(
+            o.push(Bytes::from_static(b"d"), &l),
+            Push::Dropped {
+                count: 1,
+                frame_dropped: false
+            }
+        );
+        let mut q = VecDeque::new();
+        assert_eq!(o.take(&mut q), None);
+        assert_eq!(q, [&b"b"[..], b"c", b"d"]);
+        assert_eq!(o.dropped(), 1);
+    }
+
+    #[test]
+    fn taken_frames_count_until_written() {
+        let o = Outbox::default();
+        let l = limits(OverflowPolicy::Disconnect);
+        o.push(Bytes::from_static(b"123456"), &l);
+        let mut q = VecDeque::new();
+        o.take(&mut q);
+        assert_eq!(o.pending_bytes(), 6);
+        assert_eq!(o.push(Bytes::from_static(b"12345"), &l), Push::Overflow);
+        let o = Outbox::default();
+        o.push(Bytes::from_static(b"123456"), &l);
+        o.take(&mut q);
+        o.written(6, 1);
+        assert_eq!(o.push(Bytes::from_static(b"12345"), &l), Push::Queued);
+    }
+}

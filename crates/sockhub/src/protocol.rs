@@ -1,0 +1,423 @@
+//! Wire protocols over every transport: `raw` (the message is the payload) and `json`
+//! (commands and events). Pure functions from messages to encoded bytes and back; the one
+//! impure piece, [`dispatch`], routes a decoded client message to the hub or the handler.
+//!
+//! ## json protocol
+//! Client → server commands (one JSON object per WebSocket message / TCP line / frame / datagram):
+//! ```text
+//! {"type":"subscribe","channel":"news"}
+//! {"type":"unsubscribe","channel":"news"}
+//! {"type":"publish","channel":"news","data":"hello"}          (or "data_base64":"AAEC")
+//! {"type":"ping","id":7}                                      (id optional, echoed)
+//! ```
+//! Server → client events:
+//! ```text
+//! {"type":"connected","session":"12","channels":["lobby"]}
+//! {"type":"subscribed","channel":"news"}    {"type":"unsubscribed","channel":"news"}
+//! {"type":"message","channel":"news","from":"12","data":"hello"}   (binary: "data_base64")
+//! {"type":"pong","id":7}
+//! {"type":"error","code":"bad_request","message":"…"}
+//! {"type":"close","code":1001,"reason":"server shutting down"}     (TCP/UDP, before closing)
+//! ```
+
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::close::CloseReason;
+use crate::config::Protocol;
+use crate::handler::Incoming;
+use crate::message::{ChannelName, Message, MessageKind, SessionId};
+use crate::session::Session;
+use crate::ws::codec::{self as ws, OpCode};
+
+/// How a transport delimits messages on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// WebSocket frames (server → client: unmasked).
+    WebSocket,
+    /// `\n`-terminated lines.
+    Lines,
+    /// Big-endian `u32` length prefix.
+    LengthPrefixed,
+    /// One UDP datagram per message.
+    Datagram,
+}
+
+/// A session's wire format: framing × protocol. A publication is encoded at most once per
+/// wire format, and the bytes are shared by every subscriber using it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WireFormat {
+    /// The transport's framing.
+    pub framing: Framing,
+    /// raw or json.
+    pub protocol: Protocol,
+}
+
+impl WireFormat {
+    /// Number of distinct wire formats.
+    pub(crate) const COUNT: usize = 8;
+
+    /// Dense index in `0..COUNT`, for the per-publication encoding cache.
+    pub(crate) fn index(self) -> usize {
+        let f = match self.framing {
+            Framing::WebSocket => 0,
+            Framing::Lines => 1,
+            Framing::LengthPrefixed => 2,
+            Framing::Datagram => 3,
+        };
+        f * 2 + usize::from(self.protocol == Protocol::Json)
+    }
+}
+
+/// One publish to one channel, with its encodings cached per wire format so a broadcast to N
+/// subscribers encodes once per format and copies no payload per subscriber.
+pub(crate) struct Publication {
+    /// The channel published to.
+    pub channel: ChannelName,
+    /// What was published.
+    pub message: Message,
+    /// The publishing session, if a session published it (shown as `from` in json events).
+    pub from: Option<SessionId>,
+    /// Lazily filled encodings, one slot per [`WireFormat::index`].
+    encoded: [OnceLock<Bytes>; WireFormat::COUNT],
+}
+
+impl Publication {
+    pub(crate) fn new(channel: ChannelName, message: Message, from: Option<SessionId>) -> Self {
+        Publication {
+            channel,
+            message,
+            from,
+            encoded: Default::default(),
+        }
+    }
+
+    /// The bytes for `format`, encoding them on first use.
+    pub(crate) fn bytes_for(&self, format: WireFormat) -> Bytes {
+        self.encoded[format.index()]
+            .get_or_init(|| encode_message(format, Some(&self.channel), &self.message, self.from))
+            .clone()
+    }
+}
+
+/// Puts one payload into `framing`'s envelope. One allocation, payload copied once.
+fn frame(framing: Framing, kind: MessageKind, payload: &[u8]) -> Bytes {
+    match framing {
+        Framing::WebSocket => {
+            let op = match kind {
+                MessageKind::Text => OpCode::Text,
+                MessageKind::Binary => OpCode::Binary,
+            };
+            ws::server_frame(op, payload)
+        }
+        Framing::Lines => {
+            let mut b = BytesMut::with_capacity(payload.len() + 1);
+            b.put_slice(payload);
+            b.put_u8(b'\n');
+            b.freeze()
+        }
+        Framing::LengthPrefixed => {
+            let mut b = BytesMut::with_capacity(payload.len() + 4);
+            // Payloads are bounded by max_message_size, far below 4 GiB.
+            b.put_u32(u32::try_from(payload.len()).unwrap_or(u32::MAX));
+            b.put_slice(payload);
+            b.freeze()
+        }
+        Framing::Datagram => Bytes::copy_from_slice(payload),
+    }
+}
+
+#[derive(Serialize)]
+struct MessageEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_base64: Option<String>,
+}
+
+/// Encodes a message for one wire format. `channel` is `None` for a direct send to a session.
+pub(crate) fn encode_message(
+    format: WireFormat,
+    channel: Option<&str>,
+    message: &Message,
+    from: Option<SessionId>,
+) -> Bytes {
+    match format.protocol {
+        Protocol::Raw => match format.framing {
+            // A datagram needs no envelope: share the payload itself.
+            Framing::Datagram => message.payload().clone(),
+            f => frame(f, message.kind(), message.payload()),
+        },
+        Protocol::Json => {
+            let ev = MessageEvent {
+                kind: "message",
+                channel,
+                from: from.map(|f| f.to_string()),
+                data: message.as_str(),
+                data_base64: match message.as_str() {
+                    Some(_) => None,
+                    None => Some(base64::engine::general_purpose::STANDARD.encode(message.payload())),
+                },
+            };
+            json_frame(format.framing, &ev)
+        }
+    }
+}
+
+fn json_frame<T: Serialize>(framing: Framing, value: &T) -> Bytes {
+    // Serializing plain structs of strings and numbers cannot fail.
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    frame(framing, MessageKind::Text, &json)
+}
+
+/// A server → client json event other than `message`.
+#[derive(Serialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum Event<'a> {
+    /// Sent once after a json session connects.
+    Connected {
+        session: String,
+        channels: Vec<&'a str>,
+    },
+    Subscribed {
+        channel: &'a str,
+    },
+    Unsubscribed {
+        channel: &'a str,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<serde_json::Value>,
+    },
+    Error {
+        code: &'a str,
+        message: String,
+    },
+    Close {
+        code: u16,
+        reason: String,
+    },
+}
+
+/// Encodes a json event in `framing`'s envelope.
+pub(crate) fn encode_event(framing: Framing, event: &Event<'_>) -> Bytes {
+    json_frame(framing, event)
+}
+
+/// What a non-WebSocket client is told before the server closes it, if anything: an
+/// `ERROR <code> <reason>` line (raw) or a `close` event (json).
+pub(crate) fn encode_close_notice(format: WireFormat, reason: &CloseReason) -> Bytes {
+    match format.protocol {
+        Protocol::Raw => {
+            let line = reason.error_line();
+            frame(format.framing, MessageKind::Text, line.as_bytes())
+        }
+        Protocol::Json => encode_event(
+            format.framing,
+            &Event::Close {
+                code: reason.ws_code(),
+                reason: reason.to_string(),
+            },
+        ),
+    }
+}
+
+/// A json command from a client.
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Command {
+    Subscribe {
+        channel: String,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Publish {
+        channel: String,
+        #[serde(default)]
+        data: Option<String>,
+        #[serde(default)]
+        data_base64: Option<String>,
+    },
+    Ping {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+    },
+}
+
+/// Parses one json command.
+///
+/// # Errors
+/// A one-line description for the `bad_request` error event.
+pub(crate) fn parse_command(bytes: &[u8]) -> Result<Command, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("invalid command: {e}"))
+}
+
+/// Routes one message a client sent: raw → the handler; json → executes the command (publish
+/// goes to the handler with its target channel). Replies go to the session's outbox.
+pub(crate) fn dispatch(session: &Session, message: Message) {
+    let handler = session.server().handler.clone();
+    match session.protocol() {
+        Protocol::Raw => handler.on_message(
+            session,
+            Incoming {
+                message,
+                channel: None,
+            },
+        ),
+        Protocol::Json => {
+            let framing = session.format().framing;
+            let reply = |ev: Event<'_>| session.send_control(encode_event(framing, &ev));
+            let cmd = match parse_command(message.payload()) {
+                Ok(c) => c,
+                Err(e) => {
+                    reply(Event::Error {
+                        code: "bad_request",
+                        message: e,
+                    });
+                    return;
+                }
+            };
+            match cmd {
+                Command::Subscribe { channel } => match session.subscribe(&channel) {
+                    Ok(()) => reply(Event::Subscribed { channel: &channel }),
+                    Err(e) => reply(Event::Error {
+                        code: e.code(),
+                        message: e.to_string(),
+                    }),
+                },
+                Command::Unsubscribe { channel } => {
+                    session.unsubscribe(&channel);
+                    reply(Event::Unsubscribed { channel: &channel })
+                }
+                Command::Ping { id } => reply(Event::Pong { id }),
+                Command::Publish {
+                    channel,
+                    data,
+                    data_base64,
+                } => {
+                    let message = match (data, data_base64) {
+                        (Some(text), None) => Message::text(text),
+                        (None, Some(b64)) => {
+                            match base64::engine::general_purpose::STANDARD.decode(b64) {
+                                Ok(bytes) => Message::binary(bytes),
+                                Err(e) => {
+                                    reply(Event::Error {
+                                        code: "bad_request",
+                                        message: format!("data_base64: {e}"),
+                                    });
+                                    return;
+                                }
+                            }
+                        }
+                        _ => {
+                            reply(Event::Error {
+                                code: "bad_request",
+                                message: "publish needs exactly one of data, data_base64".into(),
+                            });
+                            return;
+                        }
+                    };
+                    if let Err(e) = crate::message::validate_channel_name(&channel) {
+                        reply(Event::Error {
+                            code: "bad_channel",
+                            message: e,
+                        });
+                        return;
+                    }
+                    handler.on_message(
+                        session,
+                        Incoming {
+                            message,
+                            channel: Some(ChannelName::from(channel)),
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(framing: Framing, protocol: Protocol) -> WireFormat {
+        WireFormat { framing, protocol }
+    }
+
+    #[test]
+    fn raw_encodings() {
+        let m = Message::text("hi");
+        assert_eq!(
+            encode_message(fmt(Framing::Lines, Protocol::Raw), None, &m, None),
+            &b"hi\n"[..]
+        );
+        assert_eq!(
+            encode_message(fmt(Framing::LengthPrefixed, Protocol::Raw), None, &m, None),
+            &b"\0\0\0\x02hi"[..]
+        );
+        assert_eq!(
+            encode_message(fmt(Framing::WebSocket, Protocol::Raw), None, &m, None),
+            &b"\x81\x02hi"[..]
+        );
+        assert_eq!(
+            encode_message(fmt(Framing::Datagram, Protocol::Raw), None, &m, None),
+            &b"hi"[..]
+        );
+    }
+
+    #[test]
+    fn json_message_event() {
+        let b = encode_message(
+            fmt(Framing::Lines, Protocol::Json),
+            Some("news"),
+            &Message::binary(vec![0, 1, 2]),
+            Some(SessionId(7)),
+        );
+        assert_eq!(
+            b,
+            &br#"{"type":"message","channel":"news","from":"7","data_base64":"AAEC"}
+"#[..]
+        );
+    }
+
+    #[test]
+    fn commands_parse_strictly() {
+        assert_eq!(
+            parse_command(br#"{"type":"subscribe","channel":"a"}"#),
+            Ok(Command::Subscribe {
+                channel: "a".into()
+            })
+        );
+        assert!(parse_command(br#"{"type":"subscribe","channel":"a","x":1}"#).is_err());
+        assert!(parse_command(br#"{"type":"fly"}"#).is_err());
+        assert!(parse_command(b"not json").is_err());
+    }
+
+    #[test]
+    fn every_format_has_its_own_slot() {
+        let mut seen = std::collections::HashSet::new();
+        for f in [
+            Framing::WebSocket,
+            Framing::Lines,
+            Framing::LengthPrefixed,
+            Framing::Datagram,
+        ] {
+            for p in [Protocol::Raw, Protocol::Json] {
+                let i = fmt(f, p).index();
+                assert!(i < WireFormat::COUNT);
+                assert!(seen.insert(i));
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! [`Server`]: runs the transports over one hub until a shutdown future resolves, then shuts
+//! down gracefully (stop accepting → tell every client → drain outboxes until a deadline).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::{Broker, MemoryBroker};
+use crate::close::CloseReason;
+use crate::config::{Protocol, ServerConfig, TcpOptions, UdpOptions};
+use crate::handler::{Broadcast, Handler, Reject};
+use crate::hub::Hub;
+use crate::message::Transport;
+use crate::protocol::{encode_event, Event, WireFormat};
+use crate::session::Session;
+use crate::transport::{tcp, udp};
+
+/// State every task of one server shares.
+pub(crate) struct ServerShared {
+    /// Channels and sessions.
+    pub hub: Hub,
+    /// Application callbacks.
+    pub handler: Arc<dyn Handler>,
+    /// Limits and endpoint options.
+    pub config: ServerConfig,
+    /// One permit per open session (`max_connections`); the permit travels with the session.
+    pub permits: Arc<Semaphore>,
+    /// Cancelled when shutdown starts.
+    pub shutdown: CancellationToken,
+    /// Every task the server spawned, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+impl ServerShared {
+    /// Registers a session, joins its initial channels and asks the handler. On refusal the
+    /// session is gone again and the reason says what to tell the client.
+    pub(crate) fn open_session<S: AsRef<str>>(
+        self: &Arc<Self>,
+        transport: Transport,
+        peer: SocketAddr,
+        format: WireFormat,
+        channels: &[S],
+    ) -> Result<Session, CloseReason> {
+        let shared = self.hub.inner.register(transport, peer, format);
+        let session = Session::new(shared, self.clone());
+        for ch in channels {
+            if let Err(e) = session.subscribe(ch.as_ref()) {
+                self.hub.inner.unregister(&session.shared);
+                return Err(CloseReason::ProtocolError(e.to_string()));
+            }
+        }
+        if let Err(Reject(reason)) = self.handler.on_connect(&session) {
+            self.hub.inner.unregister(&session.shared);
+            tracing::info!(session = %session.id(), %transport, %peer, %reason, "rejected");
+            return Err(CloseReason::Rejected(reason));
+        }
+        if format.protocol == Protocol::Json {
+            let channels = session.channels();
+            session.send_control(encode_event(
+                format.framing,
+                &Event::Connected {
+                    session: session.id().to_string(),
+                    channels: channels.iter().map(|c| &**c).collect(),
+                },
+            ));
+        }
+        tracing::info!(
+            session = %session.id(),
+            %transport,
+            %peer,
+            channels = ?session.channels(),
+            "connect"
+        );
+        Ok(session)
+    }
+
+    /// Forgets a session and tells the handler why it ended.
+    pub(crate) fn finish_session(&self, session: &Session, reason: &CloseReason) {
+        self.hub.inner.unregister(&session.shared);
+        self.handler.on_close(session, reason);
+        tracing::info!(
+            session = %session.id(),
+            transport = %session.transport(),
+            peer = %session.peer(),
+            code = reason.ws_code(),
+            %reason,
+            "disconnect"
+        );
+    }
+}
+
+/// The listeners a server runs on, already bound (tests bind port 0 and read the address).
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// HTTP + WebSocket.
+    pub http: Option<TcpListener>,
+    /// Raw TCP listeners, each with its own framing and protocol.
+    pub tcp: Vec<(TcpListener, TcpOptions)>,
+    /// The UDP socket.
+    pub udp: Option<(UdpSocket, UdpOptions)>,
+}
+
+/// A sockhub server: a hub plus the transports that feed it.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use sockhub::{Listeners, Server, ServerConfig};
+/// let server = Server::new(ServerConfig::default());
+/// let listeners = Listeners {
+///     http: Some(tokio::net::TcpListener::bind("127.0.0.1:8080").await?),
+///     ..Listeners::default()
+/// };
+/// server.serve(listeners, async { let _ = tokio::signal::ctrl_c().await; }).await;
+/// # Ok(()) }
+/// ```
+pub struct Server {
+    shared: Arc<ServerShared>,
+}
+
+impl Server {
+    /// A server with the built-in [`Broadcast`] behaviour and the in-memory broker.
+    pub fn new(config: ServerConfig) -> Server {
+        Server::with_handler(config, Broadcast)
+    }
+
+    /// A server whose sessions are handled by `handler`, with the in-memory broker.
+    pub fn with_handler(config: ServerConfig, handler: impl Handler) -> Server {
+        Server::with_parts(config, Arc::new(handler), Arc::new(MemoryBroker))
+    }
+
+    /// A server with a handler and a broker of your choice.
+    pub fn with_parts(
+        config: ServerConfig,
+        handler: Arc<dyn Handler>,
+        broker: Arc<dyn Broker>,
+    ) -> Server {
+        let hub = Hub::new(&config.limits, broker);
+        let permits = Arc::new(Semaphore::new(
+            config.limits.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
+        Server {
+            shared: Arc::new(ServerShared {
+                hub,
+                handler,
+                config,
+                permits,
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// The hub: publish, send to a session, close a session, list channels.
+    pub fn hub(&self) -> Hub {
+        self.shared.hub.clone()
+    }
+
+    /// Serves `listeners` until `shutdown` resolves, then shuts down gracefully: listeners
+    /// close, every client is told (WebSocket close 1001, TCP `ERROR 1001 server shutting
+    /// down`), outboxes drain for up to `drain_timeout`, and this returns.
+    pub async fn serve(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+        let s = self.shared;
+        if let Some(l) = listeners.http {
+            s.tracker.spawn(crate::http::accept_loop(s.clone(), l));
+        }
+        for (l, options) in listeners.tcp {
+            let options = Arc::new(options);
+            s.tracker.spawn(tcp::accept_loop(s.clone(), l, move |srv, stream, peer| {
+                tcp::serve_connection(srv, options.clone(), stream, peer)
+            }));
+        }
+        if let Some((socket, options)) = listeners.udp {
+            s.tracker.spawn(udp::run(s.clone(), socket, options));
+        }
+        shutdown.await;
+        tracing::info!(
+            sessions = s.hub.session_count(),
+            "shutting down: closing listeners and telling clients"
+        );
+        s.shutdown.cancel();
+        s.tracker.close();
+        // Each connection enforces drain_timeout + close_timeout itself; this outer bound only
+        // guards against a bug leaving a task behind.
+        let cap = s.config.limits.drain_timeout + s.config.limits.close_timeout * 2;
+        if tokio::time::timeout(cap, s.tracker.wait()).await.is_err() {
+            tracing::warn!(
+                tasks = s.tracker.len(),
+                "tasks still running after the drain deadline; exiting anyway"
+            );
+        }
+        tracing::info!("shutdown complete");
+    }
+}

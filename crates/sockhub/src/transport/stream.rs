@@ -1,0 +1,391 @@
+//! The per-connection driver shared by WebSocket and TCP: one task per connection that reads
+//! on readiness into a per-thread scratch buffer, feeds a sans-I/O [`StreamCodec`], dispatches
+//! messages, and writes the session's outbox with vectored writes.
+//!
+//! Memory: an idle connection holds no read buffer (the scratch buffer belongs to the worker
+//! thread; a codec buffers only a message that straddles reads) and an empty write queue.
+//! Syscalls: after each readable event every reply produced by it goes out in one `writev`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant};
+
+use crate::close::CloseReason;
+use crate::message::Message;
+use crate::protocol::dispatch;
+use crate::session::Session;
+
+/// Size of the per-thread read buffer. Large enough to take many small frames per `read`.
+const SCRATCH_SIZE: usize = 64 * 1024;
+/// Most buffers handed to one `writev` (Linux's IOV_MAX is 1024; 64 keeps the array on stack).
+const MAX_IOVECS: usize = 64;
+
+thread_local! {
+    /// Read buffer shared by every connection driven on this worker thread. Borrowed only for a
+    /// synchronous `try_read` + decode, never across an await or a handler call.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_SIZE]);
+}
+
+/// What a codec decoded from the client.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// A complete message.
+    Message(Message),
+    /// A WebSocket ping: answer with this pong frame.
+    Ping(Bytes),
+    /// A WebSocket pong (it counts as traffic; nothing else to do).
+    Pong,
+    /// A WebSocket close frame with its code, if any.
+    Close(Option<u16>),
+}
+
+/// A transport's framing, seen by the driver.
+pub(crate) trait StreamCodec: Send + 'static {
+    /// Decodes from the front of `input`, returning bytes consumed and at most one item.
+    /// Must consume at least one byte or return an item when `input` is not empty.
+    fn decode(&mut self, input: &[u8]) -> Result<(usize, Option<Inbound>), CloseReason>;
+    /// What to send the client before a server-side close (`None`: nothing).
+    fn close_notice(&self, reason: &CloseReason) -> Option<Bytes>;
+    /// The reply to a client's WebSocket close frame.
+    fn close_reply(&self, code: Option<u16>) -> Option<Bytes>;
+    /// A heartbeat ping frame, if the transport has pings.
+    fn ping(&self) -> Option<Bytes>;
+    /// Release buffers held between messages (called when a read leaves nothing pending).
+    fn shrink_idle(&mut self);
+}
+
+/// Where the connection is in its life.
+enum Phase {
+    /// Reading and dispatching.
+    Open,
+    /// A close was decided: drain the write queue (close notice last), then linger until the
+    /// peer closes too or `deadline` passes.
+    Closing {
+        reason: CloseReason,
+        deadline: Instant,
+    },
+}
+
+/// Drives one stream connection (WebSocket after the upgrade, or TCP) until it closes.
+pub(crate) struct Connection<C> {
+    /// The socket.
+    stream: TcpStream,
+    /// Framing state.
+    codec: C,
+    /// The session this connection carries.
+    session: Session,
+    /// Frames taken from the outbox and not yet fully written, oldest first.
+    writing: VecDeque<Bytes>,
+    /// Bytes of `writing[0]` already written.
+    front_written: usize,
+    /// Decoded items waiting for dispatch (kept to reuse its allocation across reads).
+    inbound: Vec<Inbound>,
+    /// When the client last sent anything.
+    last_rx: Instant,
+    /// A heartbeat ping is out and unanswered since `last_rx`.
+    ping_outstanding: bool,
+    /// Open or closing.
+    phase: Phase,
+    /// The peer has closed its side (EOF or close frame): stop reading.
+    peer_done: bool,
+    /// Our write side has been shut down (FIN sent).
+    write_shut: bool,
+}
+
+impl<C: StreamCodec> Connection<C> {
+    pub(crate) fn new(stream: TcpStream, codec: C, session: Session) -> Self {
+        Connection {
+            stream,
+            codec,
+            session,
+            writing: VecDeque::new(),
+            front_written: 0,
+            inbound: Vec::new(),
+            last_rx: Instant::now(),
+            ping_outstanding: false,
+            phase: Phase::Open,
+            peer_done: false,
+            write_shut: false,
+        }
+    }
+
+    /// Runs until the connection is over; returns why. The caller unregisters the session.
+    pub(crate) async fn run(mut self, already_read: &[u8]) -> CloseReason {
+        let server = self.session.server().clone();
+        let limits = &server.config.limits;
+        if !already_read.is_empty() {
+            self.process(already_read);
+        }
+        let mut shutdown_seen = false;
+        let timer = sleep_until(self.next_deadline());
+        tokio::pin!(timer);
+        loop {
+            // Everything queued so far joins the write queue; a close request starts closing.
+            if let Some(reason) = self.session.shared.outbox.take(&mut self.writing) {
+                if matches!(self.phase, Phase::Open) {
+                    self.begin_close(reason);
+                    timer.as_mut().reset(self.next_deadline());
+                    continue;
+                }
+            }
+            if let Err(e) = self.flush() {
+                return match self.phase {
+                    Phase::Closing { reason, .. } => reason,
+                    Phase::Open => CloseReason::ConnectionLost(e.to_string()),
+                };
+            }
+            if let Phase::Closing { reason, .. } = &self.phase {
+                if self.writing.is_empty() {
+                    if !self.write_shut {
+                        // FIN after the close notice; keep reading so unread input does not
+                        // turn our close into a reset that could destroy the notice.
+                        self.write_shut = true;
+                        let _ = self.stream.shutdown().await;
+                    }
+                    if self.peer_done {
+                        return reason.clone();
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = server.shutdown.cancelled(), if !shutdown_seen => {
+                    shutdown_seen = true;
+                    self.session.shared.outbox.close(CloseReason::GoingAway);
+                }
+                r = self.stream.readable(), if !self.peer_done => {
+                    if r.is_ok() {
+                        self.read_ready();
+                    }
+                }
+                _ = self.stream.writable(), if !self.writing.is_empty() => {}
+                _ = self.session.shared.outbox.notified() => {}
+                _ = &mut timer => {
+                    if let Some(reason) = self.on_timer(limits) {
+                        return reason;
+                    }
+                    timer.as_mut().reset(self.next_deadline());
+                }
+            }
+        }
+    }
+
+    /// The earliest moment the timer must look at this connection.
+    fn next_deadline(&self) -> Instant {
+        let limits = &self.session.server().config.limits;
+        match &self.phase {
+            Phase::Closing { deadline, .. } => *deadline,
+            Phase::Open => {
+                let far = Instant::now() + std::time::Duration::from_secs(86_400);
+                let idle = (!limits.idle_timeout.is_zero()).then(|| self.last_rx + limits.idle_timeout);
+                let ping = (!self.ping_outstanding
+                    && !limits.ping_interval.is_zero()
+                    && self.codec.ping().is_some())
+                .then(|| self.last_rx + limits.ping_interval);
+                [idle, ping].into_iter().flatten().min().unwrap_or(far)
+            }
+        }
+    }
+
+    /// Handles a timer expiry; returns a reason when the connection must end now.
+    fn on_timer(&mut self, limits: &crate::Limits) -> Option<CloseReason> {
+        let now = Instant::now();
+        match &self.phase {
+            Phase::Closing { reason, deadline } => {
+                if now >= *deadline {
+                    return Some(reason.clone());
+                }
+            }
+            Phase::Open => {
+                if !limits.idle_timeout.is_zero() && now >= self.last_rx + limits.idle_timeout {
+                    self.request_close(CloseReason::IdleTimeout);
+                } else if !self.ping_outstanding
+                    && !limits.ping_interval.is_zero()
+                    && now >= self.last_rx + limits.ping_interval
+                {
+                    if let Some(ping) = self.codec.ping() {
+                        self.ping_outstanding = true;
+                        self.session.shared.outbox.push_internal(ping);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Records a close decided by the driver itself (protocol error, timeout, peer close).
+    /// The outbox keeps the first reason, whoever asked first.
+    fn request_close(&mut self, reason: CloseReason) {
+        self.session.shared.outbox.close(reason);
+    }
+
+    /// Enters the closing phase: drops frames a slow consumer failed to read, queues the close
+    /// notice after the rest, and sets the deadline.
+    fn begin_close(&mut self, reason: CloseReason) {
+        let limits = &self.session.server().config.limits;
+        if reason.discards_pending() {
+            // Keep only a half-written frame: cutting it would corrupt the stream.
+            let keep = usize::from(self.front_written > 0).min(self.writing.len());
+            let dropped: Vec<Bytes> = self.writing.drain(keep..).collect();
+            self.session
+                .shared
+                .outbox
+                .written(dropped.iter().map(Bytes::len).sum(), dropped.len());
+        }
+        if reason.notifies_client() {
+            if let Some(notice) = self.codec.close_notice(&reason) {
+                self.session.shared.outbox.push_internal(notice);
+            }
+        }
+        let wait = if reason == CloseReason::GoingAway {
+            limits.drain_timeout
+        } else {
+            limits.close_timeout
+        };
+        self.phase = Phase::Closing {
+            reason,
+            deadline: Instant::now() + wait,
+        };
+    }
+
+    /// Reads what the socket has (once) and processes it.
+    fn read_ready(&mut self) {
+        let result = SCRATCH.with_borrow_mut(|buf| match self.stream.try_read(buf) {
+            Ok(0) => Err(None),
+            Ok(n) => {
+                self.decode_all(&buf[..n]);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(Some(e)),
+        });
+        match result {
+            Ok(()) => self.dispatch_inbound(),
+            Err(err) => {
+                self.peer_done = true;
+                if matches!(self.phase, Phase::Open) {
+                    self.request_close(match err {
+                        None => CloseReason::ClosedByPeer(None),
+                        Some(e) => CloseReason::ConnectionLost(e.to_string()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Processes bytes that arrived before the driver started (left over from the handshake).
+    fn process(&mut self, input: &[u8]) {
+        self.decode_all(input);
+        self.dispatch_inbound();
+    }
+
+    /// Decodes every complete item in `input` into `self.inbound`; a decode error requests the
+    /// close after the items before it are kept.
+    fn decode_all(&mut self, mut input: &[u8]) {
+        self.last_rx = Instant::now();
+        self.ping_outstanding = false;
+        while !input.is_empty() {
+            match self.codec.decode(input) {
+                Ok((used, item)) => {
+                    input = &input[used..];
+                    match item {
+                        Some(item) => self.inbound.push(item),
+                        None if used == 0 => break,
+                        None => {}
+                    }
+                }
+                Err(reason) => {
+                    // Nothing after a framing error can be trusted; the codec stays failed,
+                    // so later reads only watch for the peer to go away.
+                    self.request_close(reason);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Hands decoded items to the protocol layer (only while open; a closing connection reads
+    /// just to see the peer's close).
+    fn dispatch_inbound(&mut self) {
+        let mut items = std::mem::take(&mut self.inbound);
+        for item in items.drain(..) {
+            match item {
+                Inbound::Close(code) => {
+                    self.peer_done = true;
+                    if matches!(self.phase, Phase::Open)
+                        && self.session.shared.outbox.closing().is_none()
+                    {
+                        if let Some(reply) = self.codec.close_reply(code) {
+                            self.session.shared.outbox.push_internal(reply);
+                        }
+                        self.request_close(CloseReason::ClosedByPeer(code));
+                    }
+                    break;
+                }
+                _ if !matches!(self.phase, Phase::Open)
+                    || self.session.shared.outbox.closing().is_some() => {}
+                Inbound::Message(m) => {
+                    self.session.server().hub.stats().message_in();
+                    dispatch(&self.session, m);
+                }
+                Inbound::Ping(pong) => self.session.shared.outbox.push_internal(pong),
+                Inbound::Pong => {}
+            }
+        }
+        if items.capacity() <= 16 {
+            self.inbound = items;
+        }
+        self.codec.shrink_idle();
+    }
+
+    /// Writes queued frames until done or the socket would block; gathers up to
+    /// [`MAX_IOVECS`] frames per `writev`.
+    fn flush(&mut self) -> io::Result<()> {
+        let (mut bytes_done, mut frames_done) = (0, 0);
+        let result = loop {
+            if self.writing.is_empty() {
+                break Ok(());
+            }
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n_iov = 0;
+            for (i, frame) in self.writing.iter().take(MAX_IOVECS).enumerate() {
+                let start = if i == 0 { self.front_written } else { 0 };
+                iov[n_iov] = IoSlice::new(&frame[start..]);
+                n_iov += 1;
+            }
+            match self.stream.try_write_vectored(&iov[..n_iov]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    while n > 0 {
+                        let front_left = self.writing[0].len() - self.front_written;
+                        if n >= front_left {
+                            n -= front_left;
+                            let f = self.writing.pop_front().expect("non-empty");
+                            bytes_done += f.len();
+                            frames_done += 1;
+                            self.front_written = 0;
+                        } else {
+                            self.front_written += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if frames_done > 0 {
+            self.session.shared.outbox.written(bytes_done, frames_done);
+        }
+        if self.writing.is_empty() && self.writing.capacity() > 64 {
+            self.writing = VecDeque::new();
+        }
+        result
+    }
+}

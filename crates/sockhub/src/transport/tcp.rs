@@ -1,0 +1,181 @@
+//! Raw TCP: the accept loop (shared with the HTTP listener) and the codec adapter for line and
+//! length-prefixed framing.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::close::CloseReason;
+use crate::config::{TcpFraming, TcpOptions};
+use crate::framing::{LengthPrefixedDecoder, LinesDecoder, TooLarge};
+use crate::protocol::{encode_close_notice, Framing, WireFormat};
+use crate::server::ServerShared;
+use crate::transport::stream::{Connection, Inbound, StreamCodec};
+use crate::Message;
+
+/// Either TCP framing behind one codec type.
+enum Splitter {
+    Lines(LinesDecoder),
+    LengthPrefixed(LengthPrefixedDecoder),
+}
+
+/// [`StreamCodec`] for raw TCP.
+pub(crate) struct TcpCodec {
+    /// The framing decoder.
+    splitter: Splitter,
+    /// The session's wire format, for close notices.
+    format: WireFormat,
+}
+
+impl TcpCodec {
+    pub(crate) fn new(options: &TcpOptions, max_message_size: usize) -> Self {
+        let (splitter, framing) = match options.framing {
+            TcpFraming::Lines => (
+                Splitter::Lines(LinesDecoder::new(max_message_size)),
+                Framing::Lines,
+            ),
+            TcpFraming::LengthPrefixed => (
+                Splitter::LengthPrefixed(LengthPrefixedDecoder::new(max_message_size)),
+                Framing::LengthPrefixed,
+            ),
+        };
+        TcpCodec {
+            splitter,
+            format: WireFormat {
+                framing,
+                protocol: options.protocol,
+            },
+        }
+    }
+}
+
+impl StreamCodec for TcpCodec {
+    fn decode(&mut self, input: &[u8]) -> Result<(usize, Option<Inbound>), CloseReason> {
+        let r = match &mut self.splitter {
+            Splitter::Lines(d) => d.decode(input),
+            Splitter::LengthPrefixed(d) => d.decode(input),
+        };
+        let (used, payload) =
+            r.map_err(|TooLarge { size, max }| CloseReason::MessageTooLarge { size, max })?;
+        let item = payload.map(|p| match self.splitter {
+            // A line is text when it is UTF-8; a length-prefixed frame is always binary data.
+            Splitter::Lines(_) => Inbound::Message(Message::from_bytes(p)),
+            Splitter::LengthPrefixed(_) => Inbound::Message(Message::binary(p)),
+        });
+        Ok((used, item))
+    }
+
+    fn close_notice(&self, reason: &CloseReason) -> Option<Bytes> {
+        Some(encode_close_notice(self.format, reason))
+    }
+
+    fn close_reply(&self, _code: Option<u16>) -> Option<Bytes> {
+        None
+    }
+
+    fn ping(&self) -> Option<Bytes> {
+        None
+    }
+
+    fn shrink_idle(&mut self) {}
+}
+
+/// How long a refusal line may take to write before the socket is just dropped.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Accepts TCP connections until shutdown. Transient errors never end the loop: resets and
+/// aborts are ignored, anything else (EMFILE, ENFILE, ENOBUFS…) is logged and retried after a
+/// short backoff, as axum's `serve` does.
+pub(crate) async fn accept_loop<F, Fut>(server: Arc<ServerShared>, listener: TcpListener, on_accept: F)
+where
+    F: Fn(Arc<ServerShared>, TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            _ = server.shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                server.tracker.spawn(on_accept(server.clone(), stream, peer));
+            }
+            Err(e) if is_connection_error(&e) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "accept failed; retrying in 1s");
+                tokio::select! {
+                    _ = server.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Runs one raw TCP connection: takes a slot (or refuses with an error line), opens the session
+/// and drives it.
+pub(crate) async fn serve_connection(
+    server: Arc<ServerShared>,
+    options: Arc<TcpOptions>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let format = WireFormat {
+        framing: match options.framing {
+            TcpFraming::Lines => Framing::Lines,
+            TcpFraming::LengthPrefixed => Framing::LengthPrefixed,
+        },
+        protocol: options.protocol,
+    };
+    let Ok(permit) = server.permits.clone().try_acquire_owned() else {
+        server.hub.stats().refused_full();
+        let reason = CloseReason::ServerFull {
+            max: server.config.limits.max_connections,
+        };
+        tracing::info!(%peer, transport = "tcp", %reason, "refused");
+        refuse(&mut stream, format, &reason).await;
+        return;
+    };
+    let session = match server.open_session(crate::Transport::Tcp, peer, format, &options.channels) {
+        Ok(s) => s,
+        Err(reason) => {
+            refuse(&mut stream, format, &reason).await;
+            return;
+        }
+    };
+    let codec = TcpCodec::new(&options, server.config.limits.max_message_size);
+    let reason = Connection::new(stream, codec, session.clone()).run(&[]).await;
+    drop(permit);
+    server.finish_session(&session, &reason);
+}
+
+/// Writes one close notice and closes, bounded in time (the client may not be reading). Reads
+/// and discards until the client closes too, so unread input cannot turn the close into a reset
+/// that destroys the notice before the client reads it.
+async fn refuse(stream: &mut TcpStream, format: WireFormat, reason: &CloseReason) {
+    let notice = encode_close_notice(format, reason);
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        stream.write_all(&notice).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
+}

@@ -1,0 +1,268 @@
+//! WebSocket: the upgrade (an HTTP handler on the HTTP listener) and the codec adapter that lets
+//! the shared stream driver speak RFC 6455.
+//!
+//! The handshake rides on hyper (HTTP parsing, timeouts, keep-alive); after the 101 response the
+//! raw `TcpStream` is taken back from hyper (`Upgraded::downcast`) so the connection is driven by
+//! our readiness-based driver with no per-connection read buffer. The frame codec is our own
+//! (`ws::codec`) because no maintained crate offers a sans-I/O decoder that streams into a
+//! shared read buffer and an outbox of pre-encoded, shared frames — which is what keeps an idle
+//! connection near 1 KB and a broadcast encoded once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::close::CloseReason;
+use crate::config::Protocol;
+use crate::protocol::{Framing, WireFormat};
+use crate::server::ServerShared;
+use crate::transport::stream::{Connection, Inbound, StreamCodec};
+use crate::ws::codec::{self, Decoder, Event, OpCode, Role};
+
+/// [`StreamCodec`] over the RFC 6455 decoder.
+pub(crate) struct WsCodec {
+    /// Frame decoder and message assembler.
+    decoder: Decoder,
+}
+
+impl WsCodec {
+    pub(crate) fn new(max_message_size: usize) -> Self {
+        WsCodec {
+            decoder: Decoder::new(Role::Server, max_message_size),
+        }
+    }
+}
+
+impl StreamCodec for WsCodec {
+    fn decode(&mut self, input: &[u8]) -> Result<(usize, Option<Inbound>), CloseReason> {
+        let (used, ev) = self.decoder.decode(input).map_err(|e| match e {
+            codec::ProtocolError::MessageTooLarge { size, max } => {
+                CloseReason::MessageTooLarge { size, max }
+            }
+            e if e.close_code() == 1007 => CloseReason::InvalidPayload(e.to_string()),
+            e => CloseReason::ProtocolError(e.to_string()),
+        })?;
+        let item = ev.map(|ev| match ev {
+            Event::Text(b) => Inbound::Message(crate::Message::text_unchecked(b)),
+            Event::Binary(b) => Inbound::Message(crate::Message::binary(b)),
+            Event::Ping(p) => Inbound::Ping(codec::server_frame(OpCode::Pong, &p)),
+            Event::Pong(_) => Inbound::Pong,
+            Event::Close(c) => Inbound::Close(c.map(|c| c.code)),
+        });
+        Ok((used, item))
+    }
+
+    fn close_notice(&self, reason: &CloseReason) -> Option<Bytes> {
+        Some(codec::close_frame(reason.ws_code(), &reason.to_string()))
+    }
+
+    fn close_reply(&self, code: Option<u16>) -> Option<Bytes> {
+        Some(match code {
+            Some(code) => codec::close_frame(code, ""),
+            None => codec::server_frame(OpCode::Close, &[]),
+        })
+    }
+
+    fn ping(&self) -> Option<Bytes> {
+        Some(codec::server_frame(OpCode::Ping, &[]))
+    }
+
+    fn shrink_idle(&mut self) {
+        self.decoder.shrink_idle();
+    }
+}
+
+/// Is this request asking for a WebSocket upgrade (`Upgrade: websocket`)?
+pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(text + "\n"));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// The query options of a WebSocket URL: `?channel=a&channel=b&protocol=json`.
+fn parse_query(query: Option<&str>, default: &[String]) -> Result<(Vec<String>, Protocol), String> {
+    let mut channels = Vec::new();
+    let mut protocol = Protocol::Raw;
+    if let Some(q) = query {
+        for (k, v) in form_urlencoded_pairs(q) {
+            match k.as_str() {
+                "channel" => {
+                    crate::message::validate_channel_name(&v)?;
+                    if !channels.contains(&v) {
+                        channels.push(v);
+                    }
+                }
+                "protocol" => protocol = v.parse()?,
+                _ => {} // unknown parameters are left to applications (and cache-busters)
+            }
+        }
+    }
+    if channels.is_empty() {
+        channels = default.to_vec();
+    }
+    Ok((channels, protocol))
+}
+
+/// Splits `a=1&b=2` and percent-decodes (`+` is a space), as browsers encode query strings.
+fn form_urlencoded_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    q.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Answers a WebSocket upgrade request: validates it (RFC 6455 §4.2.1), takes a connection
+/// slot, opens the session (running `on_connect`), replies 101 and spawns the connection.
+/// Refusals are plain-text HTTP errors with a one-line reason: 400 bad request, 426 wrong
+/// version, 503 server full or shutting down, 403 rejected by the handler.
+pub(crate) fn upgrade(server: &Arc<ServerShared>, peer: SocketAddr, mut req: Request<Body>) -> Response<Body> {
+    let h = req.headers();
+    if req.method() != Method::GET {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "websocket upgrade needs GET".into());
+    }
+    if !header_has_token(h, header::CONNECTION, "upgrade") {
+        return plain(StatusCode::BAD_REQUEST, "missing Connection: Upgrade".into());
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        let mut r = plain(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version (only 13)".into(),
+        );
+        r.headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return r;
+    }
+    let key = match h.get(header::SEC_WEBSOCKET_KEY) {
+        // A valid key is 16 random bytes, base64: 24 characters.
+        Some(k) if k.len() == 24 => k.as_bytes().to_vec(),
+        _ => return plain(StatusCode::BAD_REQUEST, "missing or malformed Sec-WebSocket-Key".into()),
+    };
+    let (channels, protocol) = match parse_query(req.uri().query(), &server.config.ws.channels) {
+        Ok(v) => v,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e),
+    };
+    if server.shutdown.is_cancelled() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, CloseReason::GoingAway.to_string());
+    }
+    let permit = match server.permits.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            server.hub.stats().refused_full();
+            let reason = CloseReason::ServerFull {
+                max: server.config.limits.max_connections,
+            };
+            tracing::info!(%peer, transport = "ws", %reason, "refused");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, reason.to_string());
+        }
+    };
+    let format = WireFormat {
+        framing: Framing::WebSocket,
+        protocol,
+    };
+    let session = match server.open_session(crate::Transport::WebSocket, peer, format, &channels) {
+        Ok(s) => s,
+        Err(reason) => {
+            return plain(
+                StatusCode::from_u16(reason.http_status()).unwrap_or(StatusCode::FORBIDDEN),
+                reason.to_string(),
+            )
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let server2 = server.clone();
+    server.tracker.spawn(async move {
+        let _permit = permit;
+        let reason = match on_upgrade.await {
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    let stream = parts.io.into_inner();
+                    let codec = WsCodec::new(server2.config.limits.max_message_size);
+                    Connection::new(stream, codec, session.clone())
+                        .run(&parts.read_buf)
+                        .await
+                }
+                Err(_) => CloseReason::Internal("upgraded connection is not a TCP stream".into()),
+            },
+            Err(e) => CloseReason::ConnectionLost(format!("upgrade failed: {e}")),
+        };
+        server2.finish_session(&session, &reason);
+    });
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let hs = res.headers_mut();
+    hs.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    hs.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&codec::accept_key(&key)) {
+        hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_channels_and_protocol() {
+        let d = vec!["lobby".to_string()];
+        assert_eq!(parse_query(None, &d).unwrap(), (d.clone(), Protocol::Raw));
+        assert_eq!(
+            parse_query(Some("channel=a&channel=b%20c&protocol=json"), &d),
+            Err("channel name contains ' '".into())
+        );
+        assert_eq!(
+            parse_query(Some("channel=a&channel=b&channel=a&protocol=json"), &d).unwrap(),
+            (vec!["a".into(), "b".into()], Protocol::Json)
+        );
+        assert!(parse_query(Some("protocol=xml"), &d).is_err());
+        assert_eq!(percent_decode("a%2Fb+c%zz"), "a/b c%zz");
+    }
+}

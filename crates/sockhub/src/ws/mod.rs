@@ -1,0 +1,3 @@
+//! WebSocket protocol support.
+
+pub mod codec;
