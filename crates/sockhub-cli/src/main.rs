@@ -1,1 +1,288 @@
-fn main() {}
+//! The `sockhub` binary: argv, config file, environment, logging and signals; everything else
+//! is the library's.
+
+mod config;
+mod connect;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use sockhub::{Echo, Listeners, OverflowPolicy, Protocol, Server, ServerConfig, TcpFraming};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::config::{Behavior, Bind, FileConfig};
+
+/// sockhub: a real-time socket hub. WebSocket, TCP and UDP clients meet in channels; a message
+/// from any of them reaches every subscriber of the channel, whatever its transport.
+#[derive(Parser, Debug)]
+#[command(name = "sockhub", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server. With no arguments: WebSocket + HTTP on 127.0.0.1:8080, TCP (lines) and
+    /// UDP on 127.0.0.1:1935, channel `lobby`, every message broadcast to the others.
+    Serve(Box<ServeArgs>),
+    /// Connect to a server like netcat/websocat: stdin lines go out, received messages go to
+    /// stdout. URL: ws://HOST:PORT/PATH?channel=…, tcp://HOST:PORT, udp://HOST:PORT.
+    Connect(connect::ConnectArgs),
+}
+
+/// Flags of `sockhub serve`. Each also reads an environment variable (shown in --help); a flag
+/// beats its variable, which beats the config file, which beats the default.
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// TOML config file (see README: every listener and limit).
+    #[arg(long, env = "SOCKHUB_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// HTTP + WebSocket listener address, or `off`. [default: 127.0.0.1:8080]
+    #[arg(long, env = "SOCKHUB_HTTP", value_name = "ADDR")]
+    http: Option<Bind>,
+    /// Path of the dedicated WebSocket endpoint (the upgrade also works on `/`). [default: /ws]
+    #[arg(long, env = "SOCKHUB_WS_PATH", value_name = "PATH")]
+    ws_path: Option<String>,
+    /// Raw TCP listener address, or `off`. [default: 127.0.0.1:1935]
+    #[arg(long, env = "SOCKHUB_TCP", value_name = "ADDR")]
+    tcp: Option<Bind>,
+    /// TCP framing: `lines` (\n or \r\n) or `length-prefixed` (u32 big-endian + payload).
+    /// [default: lines]
+    #[arg(long, env = "SOCKHUB_TCP_FRAMING", value_name = "FRAMING", value_parser = config::parse_framing)]
+    tcp_framing: Option<TcpFraming>,
+    /// TCP wire protocol: `raw` or `json`. [default: raw]
+    #[arg(long, env = "SOCKHUB_TCP_PROTOCOL", value_name = "PROTOCOL", value_parser = config::parse_protocol)]
+    tcp_protocol: Option<Protocol>,
+    /// UDP listener address, or `off`. [default: 127.0.0.1:1935]
+    #[arg(long, env = "SOCKHUB_UDP", value_name = "ADDR")]
+    udp: Option<Bind>,
+    /// UDP wire protocol: `raw` or `json`. [default: raw]
+    #[arg(long, env = "SOCKHUB_UDP_PROTOCOL", value_name = "PROTOCOL", value_parser = config::parse_protocol)]
+    udp_protocol: Option<Protocol>,
+    /// Sessions open at once, all transports (beyond it: HTTP 503 / `ERROR 1013` line).
+    /// [default: 10000]
+    #[arg(long, env = "SOCKHUB_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Largest message in bytes (beyond it: WebSocket close 1009 / `ERROR 1009` line / UDP drop).
+    /// [default: 65536]
+    #[arg(long, env = "SOCKHUB_MAX_MESSAGE_SIZE", value_name = "BYTES")]
+    max_message_size: Option<usize>,
+    /// Time allowed for the WebSocket upgrade request. [default: 10s]
+    #[arg(long, env = "SOCKHUB_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
+    handshake_timeout: Option<Duration>,
+    /// Close sessions silent this long (close 4201); 0 disables. [default: 120s]
+    #[arg(long, env = "SOCKHUB_IDLE_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Ping WebSocket sessions quiet this long; 0 disables. [default: 30s]
+    #[arg(long, env = "SOCKHUB_PING_INTERVAL", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
+    ping_interval: Option<Duration>,
+    /// Bytes queued per session before the overflow policy applies. [default: 1048576]
+    #[arg(long, env = "SOCKHUB_MAX_OUTBOX_BYTES", value_name = "BYTES")]
+    max_outbox_bytes: Option<usize>,
+    /// What to do with a client whose outbox is full: `disconnect` (close 4100) or
+    /// `drop-oldest`. [default: disconnect]
+    #[arg(long, env = "SOCKHUB_OUTBOX_OVERFLOW", value_name = "POLICY", value_parser = parse_policy)]
+    outbox_overflow: Option<OverflowPolicy>,
+    /// On shutdown, time allowed to drain outboxes and say goodbye. [default: 5s]
+    #[arg(long, env = "SOCKHUB_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
+    drain_timeout: Option<Duration>,
+    /// What the server does with messages: `broadcast` to the other members of the channel, or
+    /// `echo` them back to the sender. [default: broadcast]
+    #[arg(long, env = "SOCKHUB_BEHAVIOR", value_name = "BEHAVIOR")]
+    behavior: Option<Behavior>,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info`, `sockhub=debug`). RUST_LOG also works.
+    #[arg(long, env = "SOCKHUB_LOG", value_name = "FILTER", default_value = "info")]
+    log: String,
+}
+
+fn parse_policy(s: &str) -> Result<OverflowPolicy, String> {
+    match s {
+        "disconnect" => Ok(OverflowPolicy::Disconnect),
+        "drop-oldest" => Ok(OverflowPolicy::DropOldest),
+        other => Err(format!(
+            "unknown policy {other:?} (expected disconnect or drop-oldest)"
+        )),
+    }
+}
+
+/// Exit status for bad configuration (the same as clap's usage errors).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(*args),
+        Command::Connect(args) => connect::main(args),
+    }
+}
+
+/// Merges file, environment and flags into the final configuration.
+fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
+    let mut cfg = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    }
+    .with_default_tcp();
+    if let Some(b) = args.http {
+        cfg.http.listen = b;
+    }
+    if let Some(p) = &args.ws_path {
+        cfg.http.path = p.clone();
+    }
+    let tcp = &mut cfg.tcp[0];
+    if let Some(b) = args.tcp {
+        tcp.listen = b;
+    }
+    if let Some(f) = args.tcp_framing {
+        tcp.framing = f;
+    }
+    if let Some(p) = args.tcp_protocol {
+        tcp.protocol = p;
+    }
+    if let Some(b) = args.udp {
+        cfg.udp.listen = b;
+    }
+    if let Some(p) = args.udp_protocol {
+        cfg.udp.protocol = p;
+    }
+    let l = &mut cfg.limits;
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = args.$field { l.$field = v; } )* };
+    }
+    set!(
+        max_connections,
+        max_message_size,
+        handshake_timeout,
+        idle_timeout,
+        ping_interval,
+        max_outbox_bytes,
+        outbox_overflow,
+        drain_timeout
+    );
+    if let Some(b) = args.behavior {
+        cfg.behavior = Some(b);
+    }
+    cfg.check()?;
+    Ok(cfg)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging(&args.log);
+    let cfg = match resolve(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sockhub: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sockhub: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listeners = match bind(&cfg).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("sockhub: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let config = ServerConfig {
+            limits: cfg.limits.clone(),
+            ws: cfg.http.ws_options(),
+        };
+        let server = match cfg.behavior.unwrap_or_default() {
+            Behavior::Broadcast => Server::new(config),
+            Behavior::Echo => Server::with_handler(config, Echo),
+        };
+        tracing::info!(
+            http = %cfg.http.listen,
+            ws_path = %cfg.http.path,
+            tcp = %cfg.tcp.iter().map(|t| t.listen.to_string()).collect::<Vec<_>>().join(","),
+            udp = %cfg.udp.listen,
+            behavior = ?cfg.behavior.unwrap_or_default(),
+            max_connections = cfg.limits.max_connections,
+            "sockhub listening"
+        );
+        server.serve(listeners, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Binds every enabled listener, failing with the address in the message.
+async fn bind(cfg: &FileConfig) -> Result<Listeners, String> {
+    let mut l = Listeners::default();
+    if let Bind::At(a) = cfg.http.listen {
+        warn_if_exposed("http", a);
+        l.http = Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen for HTTP/WebSocket on {a}: {e}"))?,
+        );
+    }
+    for t in &cfg.tcp {
+        if let Bind::At(a) = t.listen {
+            warn_if_exposed("tcp", a);
+            let listener = TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen for TCP on {a}: {e}"))?;
+            l.tcp.push((listener, t.options()));
+        }
+    }
+    if let Bind::At(a) = cfg.udp.listen {
+        warn_if_exposed("udp", a);
+        let socket = UdpSocket::bind(a)
+            .await
+            .map_err(|e| format!("cannot bind UDP on {a}: {e}"))?;
+        l.udp = Some((socket, cfg.udp.options()));
+    }
+    Ok(l)
+}
+
+fn warn_if_exposed(what: &str, a: SocketAddr) {
+    if !a.ip().is_loopback() {
+        tracing::warn!(listener = what, addr = %a, "listening beyond loopback: clients on the network can connect");
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_logging(filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
