@@ -51,7 +51,10 @@ impl Handler for Greeter {
     }
 
     fn on_message(&self, session: &Session, incoming: Incoming) {
-        // A TCP line is text when it is valid UTF-8; show anything else lossily.
+        // The listener splits the stream into lines, so this is the client's first line
+        // (`Ho` from the classic client), where PHP's `socket_read($sock, 8192)` logged
+        // whatever one read returned. A line is text when it is valid UTF-8; show anything
+        // else lossily.
         let text = String::from_utf8_lossy(incoming.message.payload());
         tracing::info!(session = %session.id(), "received: {text}");
         // One message per client, as in the original. Whatever else the client already sent

@@ -7,8 +7,9 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Logs to stderr (keeping stdout for program output) with `tracing-subscriber`'s fmt layer. The level comes from `RUST_LOG`
-/// (e.g. `RUST_LOG=debug` or `RUST_LOG=sockhub=debug,info`) and defaults to `info`.
+/// Logs to stderr (stdout stays for program output) with `tracing-subscriber`'s fmt layer.
+/// The level comes from `RUST_LOG` (e.g. `RUST_LOG=debug` or `RUST_LOG=sockhub=debug,info`)
+/// and defaults to `info`.
 pub fn init_logging() {
     let stderr = std::io::stderr();
     tracing_subscriber::fmt()

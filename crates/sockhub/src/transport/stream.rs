@@ -140,15 +140,24 @@ impl<C: StreamCodec> Connection<C> {
                 };
             }
             if let Phase::Closing { reason, .. } = &self.phase {
+                let reason = reason.clone();
                 if self.writing.is_empty() {
                     if !self.write_shut {
                         // FIN after the close notice; keep reading so unread input does not
-                        // turn our close into a reset that could destroy the notice.
+                        // turn our close into a reset that could destroy the notice. From here
+                        // the peer has `close_timeout` to close its side.
                         self.write_shut = true;
                         let _ = self.stream.shutdown().await;
+                        let linger = Instant::now() + limits.close_timeout;
+                        if let Phase::Closing { deadline, .. } = &mut self.phase {
+                            if linger < *deadline {
+                                *deadline = linger;
+                                timer.as_mut().reset(linger);
+                            }
+                        }
                     }
                     if self.peer_done {
-                        return reason.clone();
+                        return reason;
                     }
                 }
             }
