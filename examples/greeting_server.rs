@@ -5,7 +5,8 @@
 //! keeps that behaviour with the three sockhub callbacks:
 //!
 //! * `on_connect` greets the client ([`Session::send`]; a raw TCP line gets its `\n` added);
-//! * `on_message` logs the client's first line and closes it ([`Session::close`]);
+//! * `on_message` logs the client's first line and closes it ([`Session::close_with`] and
+//!   [`CloseReason::Normal`]: for raw TCP, a plain end of stream, as in the original);
 //! * `on_close` counts served clients, and the 5th one cancels the token that `serve` is
 //!   waiting on, so the server shuts down gracefully and `main` returns (exit status 0).
 //!
@@ -14,9 +15,6 @@
 //!
 //! Run: `cargo run -p sockhub-examples --example greeting_server [-- 127.0.0.1:1935]`
 //! Try: `printf 'Ho\r\nfirst blood\r\n' | nc 127.0.0.1 1935`, or the `classic_client` example.
-//!
-//! Note: sockhub always tells a raw TCP client why the server closed it, so after the greeting
-//! the client also receives one line, `ERROR 4010 closed by server: bye`, before end-of-file.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -60,7 +58,7 @@ impl Handler for Greeter {
         // One message per client, as in the original. Whatever else the client already sent
         // (the classic client's second line, "first blood") is discarded: a closing session
         // dispatches nothing more. The greeting went out first; the close follows it.
-        session.close("bye");
+        session.close_with(CloseReason::Normal);
     }
 
     fn on_close(&self, session: &Session, reason: &CloseReason) {

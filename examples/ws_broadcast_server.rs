@@ -26,12 +26,9 @@
 //! or from a terminal: `websocat ws://127.0.0.1:8080`. The room is the channel `lobby`, unless
 //! the URL names others: `ws://127.0.0.1:8080/?channel=room1` (repeat `channel=` for several).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use sockhub::{
-    ChannelName, CloseReason, Handler, Incoming, Limits, Listeners, Message, Reject, Server,
-    ServerConfig, Session, SessionId,
+    CloseReason, Handler, Incoming, Limits, Listeners, Message, Reject, Server, ServerConfig,
+    Session,
 };
 use tokio::net::TcpListener;
 
@@ -39,24 +36,13 @@ use tokio::net::TcpListener;
 const MAX_USERS: usize = 10;
 
 /// The chat. Users are named by their session id, which the library never reuses.
-#[derive(Default)]
-struct Chat {
-    /// The rooms (channels) each user joined on connect. By the time `on_close` runs the
-    /// session has already left its channels (`session.channels()` is empty there), so the
-    /// rooms to announce the departure to are remembered here.
-    rooms: Mutex<HashMap<SessionId, Vec<ChannelName>>>,
-}
+struct Chat;
 
 impl Handler for Chat {
     fn on_connect(&self, session: &Session) -> Result<(), Reject> {
         let user = session.id();
         // The session has joined its rooms already (`lobby`, or the URL's `?channel=`s).
-        let rooms = session.channels();
-        tracing::info!(%user, peer = %session.peer(), ?rooms, "user joined");
-        self.rooms
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(user, rooms);
+        tracing::info!(%user, peer = %session.peer(), rooms = ?session.channels(), "user joined");
         // To the other members of every room this user is in (not to the user).
         session.broadcast(format!("user {user} joined"));
         Ok(())
@@ -87,19 +73,9 @@ impl Handler for Chat {
     fn on_close(&self, session: &Session, reason: &CloseReason) {
         let user = session.id();
         tracing::info!(%user, %reason, "user left");
-        let rooms = self
-            .rooms
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&user)
-            .unwrap_or_default();
-        // `session.broadcast` would reach nobody now (the session has no channels any more),
-        // so publish through the hub to each room the user was in.
-        for room in rooms {
-            session
-                .hub()
-                .publish(&room, Message::text(format!("user {user} left")));
-        }
+        // The session is still a member of its rooms while on_close runs (it receives nothing
+        // more), so the others can be told.
+        session.broadcast(format!("user {user} left"));
     }
 }
 
@@ -124,7 +100,7 @@ async fn main() -> std::io::Result<()> {
         http: Some(listener),
         ..Listeners::default()
     };
-    Server::with_handler(config, Chat::default())
+    Server::with_handler(config, Chat)
         .serve(listeners, async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -180,7 +180,9 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<TcpSection>
     // bad key inside a single [tcp] table is still reported by name.
     let v = toml::Value::deserialize(d)?;
     match v {
-        toml::Value::Array(_) => Vec::<TcpSection>::deserialize(v).map_err(serde::de::Error::custom),
+        toml::Value::Array(_) => {
+            Vec::<TcpSection>::deserialize(v).map_err(serde::de::Error::custom)
+        }
         other => TcpSection::deserialize(other)
             .map(|t| vec![t])
             .map_err(serde::de::Error::custom),
@@ -213,7 +215,8 @@ impl FileConfig {
                 None => format!("config file {}: {msg}", path.display()),
             }
         })?;
-        cfg.check().map_err(|e| format!("config file {}: {e}", path.display()))?;
+        cfg.check()
+            .map_err(|e| format!("config file {}: {e}", path.display()))?;
         Ok(cfg)
     }
 

@@ -56,7 +56,10 @@ enum Received {
 }
 
 pub fn main(args: ConnectArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sockhub connect: {e}");
@@ -184,7 +187,9 @@ async fn open(args: &ConnectArgs) -> Result<Conn, String> {
 impl Conn {
     async fn send(&mut self, text: &str) -> Result<(), String> {
         match self {
-            Conn::Tcp { stream, framing, .. } => {
+            Conn::Tcp {
+                stream, framing, ..
+            } => {
                 let mut bytes = Vec::with_capacity(text.len() + 4);
                 match framing {
                     TcpFraming::Lines => {
@@ -201,7 +206,11 @@ impl Conn {
                 }
                 stream.write_all(&bytes).await.map_err(|e| e.to_string())
             }
-            Conn::Udp(s) => s.send(text.as_bytes()).await.map(drop).map_err(|e| e.to_string()),
+            Conn::Udp(s) => s
+                .send(text.as_bytes())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
             Conn::Ws(ws) => ws
                 .send(WsMessage::text(text))
                 .await
@@ -279,7 +288,9 @@ impl Conn {
                     }
                     Some(Ok(WsMessage::Close(frame))) => {
                         return Ok(Received::Closed(match frame {
-                            Some(f) => format!("closed by server: {} {}", u16::from(f.code), f.reason),
+                            Some(f) => {
+                                format!("closed by server: {} {}", u16::from(f.code), f.reason)
+                            }
                             None => "closed by server".into(),
                         }))
                     }

@@ -95,7 +95,12 @@ struct ServeArgs {
     #[arg(long, env = "SOCKHUB_BEHAVIOR", value_name = "BEHAVIOR")]
     behavior: Option<Behavior>,
     /// Log filter (tracing EnvFilter syntax, e.g. `info`, `sockhub=debug`). RUST_LOG also works.
-    #[arg(long, env = "SOCKHUB_LOG", value_name = "FILTER", default_value = "info")]
+    #[arg(
+        long,
+        env = "SOCKHUB_LOG",
+        value_name = "FILTER",
+        default_value = "info"
+    )]
     log: String,
 }
 
@@ -179,7 +184,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sockhub: cannot start the runtime: {e}");
@@ -202,11 +210,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             Behavior::Broadcast => Server::new(config),
             Behavior::Echo => Server::with_handler(config, Echo),
         };
+        let addr = |a: Option<SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
         tracing::info!(
-            http = %cfg.http.listen,
+            http = %addr(listeners.http.as_ref().and_then(|l| l.local_addr().ok())),
             ws_path = %cfg.http.path,
-            tcp = %cfg.tcp.iter().map(|t| t.listen.to_string()).collect::<Vec<_>>().join(","),
-            udp = %cfg.udp.listen,
+            tcp = %if listeners.tcp.is_empty() { "off".to_string() } else {
+                listeners.tcp.iter().map(|(l, _)| addr(l.local_addr().ok())).collect::<Vec<_>>().join(",")
+            },
+            udp = %addr(listeners.udp.as_ref().and_then(|(u, _)| u.local_addr().ok())),
             behavior = ?cfg.behavior.unwrap_or_default(),
             max_connections = cfg.limits.max_connections,
             "sockhub listening"
@@ -281,8 +292,10 @@ fn init_logging(filter: &str) {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_new(filter).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use sockhub::{
-    Broadcast, Handler, Hub, Listeners, Server, ServerConfig, TcpOptions, UdpOptions,
-};
+use sockhub::{Broadcast, Handler, Hub, Listeners, Server, ServerConfig, TcpOptions, UdpOptions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
@@ -128,7 +126,9 @@ impl TestServer {
     /// Shuts down and waits for `serve` to return.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        within("server shutdown", self.task).await.expect("server task");
+        within("server shutdown", self.task)
+            .await
+            .expect("server task");
     }
 
     /// Waits until the hub has `n` sessions open.
@@ -191,7 +191,9 @@ impl WsClient {
             loop {
                 match self.ws.next().await {
                     Some(Ok(m @ (WsMessage::Text(_) | WsMessage::Binary(_)))) => return m,
-                    Some(Ok(WsMessage::Close(f))) => panic!("closed while expecting a message: {f:?}"),
+                    Some(Ok(WsMessage::Close(f))) => {
+                        panic!("closed while expecting a message: {f:?}")
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => panic!("ws error while expecting a message: {e}"),
                     None => panic!("ws ended while expecting a message"),

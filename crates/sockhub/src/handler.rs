@@ -63,7 +63,8 @@ pub trait Handler: Send + Sync + 'static {
         Broadcast.on_message(session, incoming);
     }
 
-    /// The session ended; `reason` says why. Its subscriptions are already gone.
+    /// The session ended; `reason` says why. It is still listed in its channels while this runs
+    /// (so `session.broadcast("… left")` reaches the others) but receives nothing more.
     fn on_close(&self, session: &Session, reason: &CloseReason) {
         let _ = (session, reason);
     }

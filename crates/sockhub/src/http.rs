@@ -98,17 +98,18 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
 ) {
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(PeerAddr(peer));
-        let router = router.clone();
-        async move {
-            let resp = router.oneshot(req.map(Body::new)).await;
-            Ok::<_, Infallible>(match resp {
-                Ok(r) => r,
-                Err(never) => match never {},
-            })
-        }
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            let router = router.clone();
+            async move {
+                let resp = router.oneshot(req.map(Body::new)).await;
+                Ok::<_, Infallible>(match resp {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                })
+            }
+        });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(server.config.limits.handshake_timeout)

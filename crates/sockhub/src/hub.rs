@@ -24,7 +24,7 @@ use crate::stats::Stats;
 ///
 /// ```
 /// let hub = sockhub::Hub::new(&sockhub::Limits::default(), std::sync::Arc::new(sockhub::MemoryBroker));
-/// assert_eq!(hub.publish("lobby", "nobody listens".into()), 0);
+/// assert_eq!(hub.publish("lobby", "nobody listens"), 0);
 /// assert!(hub.channels().is_empty());
 /// ```
 #[derive(Clone)]
@@ -138,20 +138,18 @@ impl Hub {
     }
 
     /// Publishes to every subscriber of `channel` on every node. Returns local deliveries.
-    pub fn publish(&self, channel: &str, message: Message) -> usize {
-        self.inner.publish(ChannelName::from(channel), message, None, None)
+    pub fn publish(&self, channel: &str, message: impl Into<Message>) -> usize {
+        self.inner
+            .publish(ChannelName::from(channel), message.into(), None, None)
     }
 
     /// Sends to one session only, encoded for its transport and protocol.
     ///
     /// # Errors
     /// [`SendError`]: the session is gone or closing, or its outbox is full.
-    pub fn send(&self, id: SessionId, message: Message) -> Result<(), SendError> {
-        let s = self
-            .inner
-            .session(id)
-            .ok_or(SendError::NoSuchSession)?;
-        self.inner.send_to(&s, &message)
+    pub fn send(&self, id: SessionId, message: impl Into<Message>) -> Result<(), SendError> {
+        let s = self.inner.session(id).ok_or(SendError::NoSuchSession)?;
+        self.inner.send_to(&s, &message.into())
     }
 
     /// Closes one session with [`CloseReason::Kicked`]. Returns false if no such session is open.
@@ -167,7 +165,11 @@ impl Hub {
 
     /// Channels with at least one local subscriber, sorted by name.
     pub fn channels(&self) -> Vec<ChannelInfo> {
-        let map = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        let map = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<_> = map
             .iter()
             .map(|(name, subs)| ChannelInfo {
@@ -181,7 +183,11 @@ impl Hub {
 
     /// Local subscribers of one channel (0 if it has none).
     pub fn subscribers(&self, channel: &str) -> usize {
-        let map = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        let map = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         map.get(channel).map_or(0, IndexMap::len)
     }
 

@@ -165,7 +165,9 @@ pub(crate) fn encode_message(
                 data: message.as_str(),
                 data_base64: match message.as_str() {
                     Some(_) => None,
-                    None => Some(base64::engine::general_purpose::STANDARD.encode(message.payload())),
+                    None => {
+                        Some(base64::engine::general_purpose::STANDARD.encode(message.payload()))
+                    }
                 },
             };
             json_frame(format.framing, &ev)

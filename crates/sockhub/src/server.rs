@@ -79,10 +79,14 @@ impl ServerShared {
         Ok(session)
     }
 
-    /// Forgets a session and tells the handler why it ended.
+    /// Tells the handler why a session ended, then forgets it. The handler runs first so it can
+    /// still see (and broadcast to) the session's channels; the session itself is closed, so it
+    /// receives nothing more.
     pub(crate) fn finish_session(&self, session: &Session, reason: &CloseReason) {
-        self.hub.inner.unregister(&session.shared);
+        // Make sure nothing more is queued for it, whoever ended it.
+        session.shared.outbox.close(reason.clone());
         self.handler.on_close(session, reason);
+        self.hub.inner.unregister(&session.shared);
         tracing::info!(
             session = %session.id(),
             transport = %session.transport(),
@@ -170,9 +174,10 @@ impl Server {
         }
         for (l, options) in listeners.tcp {
             let options = Arc::new(options);
-            s.tracker.spawn(tcp::accept_loop(s.clone(), l, move |srv, stream, peer| {
-                tcp::serve_connection(srv, options.clone(), stream, peer)
-            }));
+            s.tracker
+                .spawn(tcp::accept_loop(s.clone(), l, move |srv, stream, peer| {
+                    tcp::serve_connection(srv, options.clone(), stream, peer)
+                }));
         }
         if let Some((socket, options)) = listeners.udp {
             s.tracker.spawn(udp::run(s.clone(), socket, options));

@@ -140,9 +140,7 @@ impl Session {
     /// Closes this session: already-queued messages are sent first, then the client is told
     /// (WebSocket close 4010 with `reason`; TCP `ERROR 4010 closed by server: <reason>`).
     pub fn close(&self, reason: impl Into<String>) {
-        self.shared
-            .outbox
-            .close(CloseReason::Kicked(reason.into()));
+        self.shared.outbox.close(CloseReason::Kicked(reason.into()));
     }
 
     /// Closes this session with a specific reason from the close-reason table.

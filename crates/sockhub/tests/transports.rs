@@ -42,7 +42,11 @@ async fn channels_are_separate_and_repeatable_in_the_url() {
     assert_eq!(red.recv_text().await, "to both");
     assert_eq!(blue.recv_text().await, "to both");
     red.send_text("r2").await;
-    assert_eq!(both.recv_text().await, "r2", "no duplicate of 'to both' queued");
+    assert_eq!(
+        both.recv_text().await,
+        "r2",
+        "no duplicate of 'to both' queued"
+    );
     srv.shutdown().await;
 }
 
@@ -114,7 +118,10 @@ async fn length_prefixed_tcp_carries_binary_both_ways() {
     let mut ws = WsClient::connect(&srv.ws_url("/")).await;
     srv.wait_sessions(2).await;
     game.send_frame(&[1, 2, 3, b'\n', 0]).await;
-    assert_eq!(ws.recv().await, WsMessage::binary(vec![1u8, 2, 3, b'\n', 0]));
+    assert_eq!(
+        ws.recv().await,
+        WsMessage::binary(vec![1u8, 2, 3, b'\n', 0])
+    );
     ws.send_text("state").await;
     assert_eq!(game.read_frame().await.unwrap(), b"state");
     srv.shutdown().await;
@@ -127,17 +134,23 @@ async fn json_protocol_over_websocket() {
     let hello: serde_json::Value = serde_json::from_str(&j.recv_text().await).unwrap();
     assert_eq!(hello["type"], "connected");
     assert_eq!(hello["channels"], serde_json::json!(["lobby"]));
-    j.send_text(r#"{"type":"subscribe","channel":"news"}"#).await;
-    assert_eq!(j.recv_text().await, r#"{"type":"subscribed","channel":"news"}"#);
+    j.send_text(r#"{"type":"subscribe","channel":"news"}"#)
+        .await;
+    assert_eq!(
+        j.recv_text().await,
+        r#"{"type":"subscribed","channel":"news"}"#
+    );
     let mut raw = WsClient::connect(&srv.ws_url("/ws?channel=news")).await;
     raw.send_text("breaking").await;
     let ev: serde_json::Value = serde_json::from_str(&j.recv_text().await).unwrap();
     assert_eq!(ev["type"], "message");
     assert_eq!(ev["channel"], "news");
     assert_eq!(ev["data"], "breaking");
-    j.send_text(r#"{"type":"publish","channel":"news","data":"thanks"}"#).await;
+    j.send_text(r#"{"type":"publish","channel":"news","data":"thanks"}"#)
+        .await;
     assert_eq!(raw.recv_text().await, "thanks");
-    j.send_text(r#"{"type":"publish","channel":"news","data_base64":"AAE="}"#).await;
+    j.send_text(r#"{"type":"publish","channel":"news","data_base64":"AAE="}"#)
+        .await;
     assert_eq!(raw.recv().await, WsMessage::binary(vec![0u8, 1]));
     j.send_text(r#"{"type":"ping","id":42}"#).await;
     assert_eq!(j.recv_text().await, r#"{"type":"pong","id":42}"#);
@@ -145,11 +158,16 @@ async fn json_protocol_over_websocket() {
     let err: serde_json::Value = serde_json::from_str(&j.recv_text().await).unwrap();
     assert_eq!(err["type"], "error");
     assert_eq!(err["code"], "bad_request");
-    j.send_text(r#"{"type":"subscribe","channel":"has space"}"#).await;
+    j.send_text(r#"{"type":"subscribe","channel":"has space"}"#)
+        .await;
     let err: serde_json::Value = serde_json::from_str(&j.recv_text().await).unwrap();
     assert_eq!(err["code"], "bad_channel");
-    j.send_text(r#"{"type":"unsubscribe","channel":"news"}"#).await;
-    assert_eq!(j.recv_text().await, r#"{"type":"unsubscribed","channel":"news"}"#);
+    j.send_text(r#"{"type":"unsubscribe","channel":"news"}"#)
+        .await;
+    assert_eq!(
+        j.recv_text().await,
+        r#"{"type":"unsubscribed","channel":"news"}"#
+    );
     assert_eq!(srv.hub.subscribers("news"), 1);
     srv.shutdown().await;
 }
@@ -172,9 +190,15 @@ async fn json_protocol_over_tcp_and_udp() {
     assert!(tcp.read_line().await.starts_with(r#"{"type":"connected""#));
     let udp = UdpClient::connect(srv.udp).await;
     udp.send(br#"{"type":"subscribe","channel":"ops"}"#).await;
-    assert!(String::from_utf8(udp.recv().await).unwrap().starts_with(r#"{"type":"connected""#));
-    assert_eq!(udp.recv().await, br#"{"type":"subscribed","channel":"ops"}"#);
-    tcp.send_line(r#"{"type":"publish","channel":"ops","data":"multi\nline"}"#).await;
+    assert!(String::from_utf8(udp.recv().await)
+        .unwrap()
+        .starts_with(r#"{"type":"connected""#));
+    assert_eq!(
+        udp.recv().await,
+        br#"{"type":"subscribed","channel":"ops"}"#
+    );
+    tcp.send_line(r#"{"type":"publish","channel":"ops","data":"multi\nline"}"#)
+        .await;
     let ev: serde_json::Value = serde_json::from_slice(&udp.recv().await).unwrap();
     assert_eq!(ev["data"], "multi\nline");
     srv.shutdown().await;
@@ -186,13 +210,13 @@ async fn library_operations_send_publish_and_kick() {
     let mut a = WsClient::connect(&srv.ws_url("/ws?channel=x")).await;
     let mut tcp = TcpClient::connect(srv.tcp[0]).await;
     srv.wait_sessions(2).await;
-    assert_eq!(srv.hub.publish("x", "from the app".into()), 1);
+    assert_eq!(srv.hub.publish("x", "from the app"), 1);
     assert_eq!(a.recv_text().await, "from the app");
-    assert_eq!(srv.hub.publish("lobby", "lobby news".into()), 1);
+    assert_eq!(srv.hub.publish("lobby", "lobby news"), 1);
     assert_eq!(tcp.read_line().await, "lobby news");
     // The WebSocket session is the first id; send to it alone, then kick it.
     let id = sockhub::SessionId(1);
-    srv.hub.send(id, "just you".into()).unwrap();
+    srv.hub.send(id, "just you").unwrap();
     assert_eq!(a.recv_text().await, "just you");
     assert!(srv.hub.close(id, "bye now"));
     let (_, closed) = a.closed().await;
@@ -200,7 +224,7 @@ async fn library_operations_send_publish_and_kick() {
     assert_eq!(closed.reason, "closed by server: bye now");
     srv.wait_sessions(1).await;
     assert_eq!(
-        srv.hub.send(id, "too late".into()),
+        srv.hub.send(id, "too late"),
         Err(sockhub::SendError::NoSuchSession)
     );
     srv.shutdown().await;

@@ -191,7 +191,8 @@ impl<C: StreamCodec> Connection<C> {
             Phase::Closing { deadline, .. } => *deadline,
             Phase::Open => {
                 let far = Instant::now() + std::time::Duration::from_secs(86_400);
-                let idle = (!limits.idle_timeout.is_zero()).then(|| self.last_rx + limits.idle_timeout);
+                let idle =
+                    (!limits.idle_timeout.is_zero()).then(|| self.last_rx + limits.idle_timeout);
                 let ping = (!self.ping_outstanding
                     && !limits.ping_interval.is_zero()
                     && self.codec.ping().is_some())

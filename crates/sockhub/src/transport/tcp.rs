@@ -72,7 +72,9 @@ impl StreamCodec for TcpCodec {
     }
 
     fn close_notice(&self, reason: &CloseReason) -> Option<Bytes> {
-        Some(encode_close_notice(self.format, reason))
+        // A normal close of a raw stream is just the end of the stream, as in the classic
+        // servers; every other reason is announced.
+        (*reason != CloseReason::Normal).then(|| encode_close_notice(self.format, reason))
     }
 
     fn close_reply(&self, _code: Option<u16>) -> Option<Bytes> {
@@ -92,8 +94,11 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Accepts TCP connections until shutdown. Transient errors never end the loop: resets and
 /// aborts are ignored, anything else (EMFILE, ENFILE, ENOBUFS…) is logged and retried after a
 /// short backoff, as axum's `serve` does.
-pub(crate) async fn accept_loop<F, Fut>(server: Arc<ServerShared>, listener: TcpListener, on_accept: F)
-where
+pub(crate) async fn accept_loop<F, Fut>(
+    server: Arc<ServerShared>,
+    listener: TcpListener,
+    on_accept: F,
+) where
     F: Fn(Arc<ServerShared>, TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -105,7 +110,9 @@ where
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                server.tracker.spawn(on_accept(server.clone(), stream, peer));
+                server
+                    .tracker
+                    .spawn(on_accept(server.clone(), stream, peer));
             }
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
@@ -152,7 +159,8 @@ pub(crate) async fn serve_connection(
         refuse(&mut stream, format, &reason).await;
         return;
     };
-    let session = match server.open_session(crate::Transport::Tcp, peer, format, &options.channels) {
+    let session = match server.open_session(crate::Transport::Tcp, peer, format, &options.channels)
+    {
         Ok(s) => s,
         Err(reason) => {
             refuse(&mut stream, format, &reason).await;
@@ -160,7 +168,9 @@ pub(crate) async fn serve_connection(
         }
     };
     let codec = TcpCodec::new(&options, server.config.limits.max_message_size);
-    let reason = Connection::new(stream, codec, session.clone()).run(&[]).await;
+    let reason = Connection::new(stream, codec, session.clone())
+        .run(&[])
+        .await;
     drop(permit);
     server.finish_session(&session, &reason);
 }

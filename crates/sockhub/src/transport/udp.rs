@@ -143,7 +143,9 @@ async fn peer_task(
         session.shared.outbox.written(bytes, frames);
         if let Some(reason) = closing {
             // Idle expiry is silent; anything the server decided is announced.
-            if reason.notifies_client() && reason != CloseReason::IdleTimeout {
+            if reason.notifies_client()
+                && !matches!(reason, CloseReason::IdleTimeout | CloseReason::Normal)
+            {
                 let _ = socket
                     .send_to(&encode_close_notice(session.format(), &reason), addr)
                     .await;
@@ -171,7 +173,10 @@ async fn peer_task(
             }
         }
     };
-    peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&addr);
+    peers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&addr);
     drop(permit);
     server.finish_session(&session, &reason);
 }

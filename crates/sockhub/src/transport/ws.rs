@@ -163,34 +163,57 @@ fn percent_decode(s: &str) -> String {
 /// slot, opens the session (running `on_connect`), replies 101 and spawns the connection.
 /// Refusals are plain-text HTTP errors with a one-line reason: 400 bad request, 426 wrong
 /// version, 503 server full or shutting down, 403 rejected by the handler.
-pub(crate) fn upgrade(server: &Arc<ServerShared>, peer: SocketAddr, mut req: Request<Body>) -> Response<Body> {
+pub(crate) fn upgrade(
+    server: &Arc<ServerShared>,
+    peer: SocketAddr,
+    mut req: Request<Body>,
+) -> Response<Body> {
     let h = req.headers();
     if req.method() != Method::GET {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "websocket upgrade needs GET".into());
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "websocket upgrade needs GET".into(),
+        );
     }
     if !header_has_token(h, header::CONNECTION, "upgrade") {
-        return plain(StatusCode::BAD_REQUEST, "missing Connection: Upgrade".into());
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "missing Connection: Upgrade".into(),
+        );
     }
-    if h.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    if h.get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         let mut r = plain(
             StatusCode::UPGRADE_REQUIRED,
             "unsupported Sec-WebSocket-Version (only 13)".into(),
         );
-        r.headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return r;
     }
     let key = match h.get(header::SEC_WEBSOCKET_KEY) {
         // A valid key is 16 random bytes, base64: 24 characters.
         Some(k) if k.len() == 24 => k.as_bytes().to_vec(),
-        _ => return plain(StatusCode::BAD_REQUEST, "missing or malformed Sec-WebSocket-Key".into()),
+        _ => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "missing or malformed Sec-WebSocket-Key".into(),
+            )
+        }
     };
     let (channels, protocol) = match parse_query(req.uri().query(), &server.config.ws.channels) {
         Ok(v) => v,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
     if server.shutdown.is_cancelled() {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, CloseReason::GoingAway.to_string());
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            CloseReason::GoingAway.to_string(),
+        );
     }
     let permit = match server.permits.clone().try_acquire_owned() {
         Ok(p) => p,
