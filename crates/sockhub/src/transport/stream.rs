@@ -267,15 +267,19 @@ impl<C: StreamCodec> Connection<C> {
     fn read_ready(&mut self) {
         let result = SCRATCH.with_borrow_mut(|buf| match self.stream.try_read(buf) {
             Ok(0) => Err(None),
-            Ok(n) => {
-                self.decode_all(&buf[..n]);
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Ok(n) => Ok(self.decode_all(&buf[..n])),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(Some(e)),
         });
         match result {
-            Ok(()) => self.dispatch_inbound(),
+            Ok(error) => {
+                // Messages that arrived before a framing error are still delivered (and
+                // echoed) before the close, as RFC 6455 peers expect.
+                self.dispatch_inbound();
+                if let Some(reason) = error {
+                    self.request_close(reason);
+                }
+            }
             Err(err) => {
                 self.peer_done = true;
                 if matches!(self.phase, Phase::Open) {
@@ -290,13 +294,17 @@ impl<C: StreamCodec> Connection<C> {
 
     /// Processes bytes that arrived before the driver started (left over from the handshake).
     fn process(&mut self, input: &[u8]) {
-        self.decode_all(input);
+        let error = self.decode_all(input);
         self.dispatch_inbound();
+        if let Some(reason) = error {
+            self.request_close(reason);
+        }
     }
 
-    /// Decodes every complete item in `input` into `self.inbound`; a decode error requests the
-    /// close after the items before it are kept.
-    fn decode_all(&mut self, mut input: &[u8]) {
+    /// Decodes every complete item in `input` into `self.inbound`. Returns the framing error
+    /// that stopped it, if any; nothing after such an error can be trusted, and the codec stays
+    /// failed, so later reads only watch for the peer to go away.
+    fn decode_all(&mut self, mut input: &[u8]) -> Option<CloseReason> {
         self.last_rx = Instant::now();
         self.ping_outstanding = false;
         while !input.is_empty() {
@@ -309,14 +317,10 @@ impl<C: StreamCodec> Connection<C> {
                         None => {}
                     }
                 }
-                Err(reason) => {
-                    // Nothing after a framing error can be trusted; the codec stays failed,
-                    // so later reads only watch for the peer to go away.
-                    self.request_close(reason);
-                    break;
-                }
+                Err(reason) => return Some(reason),
             }
         }
+        None
     }
 
     /// Hands decoded items to the protocol layer (only while open; a closing connection reads
