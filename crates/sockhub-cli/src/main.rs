@@ -74,9 +74,14 @@ struct ServeArgs {
     /// Time allowed for the WebSocket upgrade request. [default: 10s]
     #[arg(long, env = "SOCKHUB_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
     handshake_timeout: Option<Duration>,
-    /// Close sessions silent this long (close 4201); 0 disables. [default: 120s]
+    /// Close WebSocket sessions (and expire UDP peers) silent this long, pings answered
+    /// included (close 4201); 0 disables. [default: 120s]
     #[arg(long, env = "SOCKHUB_IDLE_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
     idle_timeout: Option<Duration>,
+    /// Close raw TCP sessions that send nothing this long (`ERROR 4201 idle timeout`); 0
+    /// disables (dead peers are then found by TCP keepalive). [default: 0]
+    #[arg(long, env = "SOCKHUB_TCP_IDLE_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
+    tcp_idle_timeout: Option<Duration>,
     /// Ping WebSocket sessions quiet this long; 0 disables. [default: 30s]
     #[arg(long, env = "SOCKHUB_PING_INTERVAL", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
     ping_interval: Option<Duration>,
@@ -163,6 +168,7 @@ fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
         max_message_size,
         handshake_timeout,
         idle_timeout,
+        tcp_idle_timeout,
         ping_interval,
         max_outbox_bytes,
         outbox_overflow,

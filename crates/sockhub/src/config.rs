@@ -22,11 +22,16 @@ pub struct Limits {
     /// Beyond it the connection is closed (HTTP 408 if headers had started).
     #[serde(deserialize_with = "duration")]
     pub handshake_timeout: Duration,
-    /// A session that sends nothing for this long is closed (close 4201). WebSocket sessions are
-    /// pinged every `ping_interval`, and a pong counts as traffic. UDP peers expire silently.
-    /// Default 120 s.
+    /// A WebSocket session that sends nothing for this long — not even a pong to the pings sent
+    /// every `ping_interval` — is closed (close 4201); a UDP peer silent this long expires
+    /// (silently). 0 disables. Default 120 s.
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
+    /// A raw TCP session that sends nothing for this long is closed (`ERROR 4201 idle timeout`).
+    /// Raw TCP has no ping, and listen-only clients are common, so this is off (0) by default:
+    /// dead TCP peers are found by kernel keepalive probes instead (after about 90 s).
+    #[serde(deserialize_with = "duration")]
+    pub tcp_idle_timeout: Duration,
     /// Heartbeat: a WebSocket session that has been quiet this long gets a ping. Default 30 s.
     #[serde(deserialize_with = "duration")]
     pub ping_interval: Duration,
@@ -57,6 +62,7 @@ impl Default for Limits {
             max_message_size: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            tcp_idle_timeout: Duration::ZERO,
             ping_interval: Duration::from_secs(30),
             max_outbox_bytes: 1024 * 1024,
             max_outbox_messages: 4096,

@@ -9,6 +9,7 @@ async fn shutdown_drains_then_sends_1001_and_a_final_line() {
     let srv = TestServer::start().await;
     let mut ws = WsClient::connect(&srv.ws_url("/")).await;
     let mut tcp = TcpClient::connect(srv.tcp[0]).await;
+    srv.wait_sessions(2).await;
     let udp = UdpClient::connect(srv.udp).await;
     udp.send(b"hello").await;
     assert_eq!(ws.recv_text().await, "hello");

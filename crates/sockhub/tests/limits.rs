@@ -246,9 +246,9 @@ async fn idle_websocket_is_pinged_and_one_that_never_answers_is_closed_4201() {
 }
 
 #[tokio::test]
-async fn idle_tcp_client_is_told_and_closed() {
+async fn idle_tcp_client_is_told_and_closed_when_tcp_idle_timeout_is_set() {
     let srv = start(Limits {
-        idle_timeout: Duration::from_millis(200),
+        tcp_idle_timeout: Duration::from_millis(200),
         ..Limits::default()
     })
     .await;

@@ -78,6 +78,7 @@ async fn classic_tcp_client_lines_reach_websocket() {
 async fn websocket_reaches_tcp_and_udp() {
     let srv = TestServer::start().await;
     let mut tcp = TcpClient::connect(srv.tcp[0]).await;
+    srv.wait_sessions(1).await;
     let udp = UdpClient::connect(srv.udp).await;
     udp.send(b"udp joins").await; // a UDP peer becomes a session with its first datagram
     assert_eq!(tcp.read_line().await, "udp joins");

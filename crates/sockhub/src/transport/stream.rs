@@ -89,6 +89,8 @@ pub(crate) struct Connection<C> {
     last_rx: Instant,
     /// A heartbeat ping is out and unanswered since `last_rx`.
     ping_outstanding: bool,
+    /// Close the session after this long without input (0: never); per transport.
+    idle_timeout: std::time::Duration,
     /// Open or closing.
     phase: Phase,
     /// The peer has closed its side (EOF or close frame): stop reading.
@@ -98,8 +100,14 @@ pub(crate) struct Connection<C> {
 }
 
 impl<C: StreamCodec> Connection<C> {
-    pub(crate) fn new(stream: TcpStream, codec: C, session: Session) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        codec: C,
+        session: Session,
+        idle_timeout: std::time::Duration,
+    ) -> Self {
         Connection {
+            idle_timeout,
             stream,
             codec,
             session,
@@ -191,8 +199,7 @@ impl<C: StreamCodec> Connection<C> {
             Phase::Closing { deadline, .. } => *deadline,
             Phase::Open => {
                 let far = Instant::now() + std::time::Duration::from_secs(86_400);
-                let idle =
-                    (!limits.idle_timeout.is_zero()).then(|| self.last_rx + limits.idle_timeout);
+                let idle = (!self.idle_timeout.is_zero()).then(|| self.last_rx + self.idle_timeout);
                 let ping = (!self.ping_outstanding
                     && !limits.ping_interval.is_zero()
                     && self.codec.ping().is_some())
@@ -212,7 +219,7 @@ impl<C: StreamCodec> Connection<C> {
                 }
             }
             Phase::Open => {
-                if !limits.idle_timeout.is_zero() && now >= self.last_rx + limits.idle_timeout {
+                if !self.idle_timeout.is_zero() && now >= self.last_rx + self.idle_timeout {
                     self.request_close(CloseReason::IdleTimeout);
                 } else if !self.ping_outstanding
                     && !limits.ping_interval.is_zero()

@@ -248,7 +248,8 @@ pub(crate) fn upgrade(
                 Ok(parts) => {
                     let stream = parts.io.into_inner();
                     let codec = WsCodec::new(server2.config.limits.max_message_size);
-                    Connection::new(stream, codec, session.clone())
+                    let idle = server2.config.limits.idle_timeout;
+                    Connection::new(stream, codec, session.clone(), idle)
                         .run(&parts.read_buf)
                         .await
                 }
