@@ -123,7 +123,7 @@ impl<C: StreamCodec> Connection<C> {
     }
 
     /// Runs until the connection is over; returns why. The caller unregisters the session.
-    pub(crate) async fn run(mut self, already_read: &[u8]) -> CloseReason {
+    pub(crate) async fn run(&mut self, already_read: &[u8]) -> CloseReason {
         let server = self.session.server().clone();
         let limits = &server.config.limits;
         if !already_read.is_empty() {
@@ -142,8 +142,8 @@ impl<C: StreamCodec> Connection<C> {
                 }
             }
             if let Err(e) = self.flush() {
-                return match self.phase {
-                    Phase::Closing { reason, .. } => reason,
+                return match &self.phase {
+                    Phase::Closing { reason, .. } => reason.clone(),
                     Phase::Open => CloseReason::ConnectionLost(e.to_string()),
                 };
             }

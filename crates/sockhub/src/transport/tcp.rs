@@ -178,9 +178,9 @@ pub(crate) async fn serve_connection(
     };
     let codec = TcpCodec::new(&options, server.config.limits.max_message_size);
     let idle = server.config.limits.tcp_idle_timeout;
-    let reason = Connection::new(stream, codec, session.clone(), idle)
-        .run(&[])
-        .await;
+    let mut conn = Connection::new(stream, codec, session.clone(), idle);
+    let reason = conn.run(&[]).await;
+    drop(conn);
     drop(permit);
     server.finish_session(&session, &reason);
 }

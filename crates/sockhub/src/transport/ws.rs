@@ -247,11 +247,17 @@ pub(crate) fn upgrade(
             Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
                     let stream = parts.io.into_inner();
+                    // Bytes the client sent right after its request (usually none). Copied out
+                    // so hyper's whole read buffer is freed now, not held for the connection's
+                    // life: an idle connection keeps no buffer at all.
+                    let early = parts.read_buf.to_vec();
+                    drop(parts.read_buf);
                     let codec = WsCodec::new(server2.config.limits.max_message_size);
                     let idle = server2.config.limits.idle_timeout;
-                    Connection::new(stream, codec, session.clone(), idle)
-                        .run(&parts.read_buf)
-                        .await
+                    // Bound to a local and run by reference: the connection is stored once in
+                    // this task, not once here and again inside `run`'s future.
+                    let mut conn = Connection::new(stream, codec, session.clone(), idle);
+                    conn.run(&early).await
                 }
                 Err(_) => CloseReason::Internal("upgraded connection is not a TCP stream".into()),
             },
