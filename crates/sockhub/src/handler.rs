@@ -97,3 +97,22 @@ impl Handler for Echo {
         let _ = session.send(incoming.message);
     }
 }
+
+/// Runs one handler callback so that a panic in it ends only its own session: the panic is
+/// logged, the session is closed with [`CloseReason::Internal`] (close 1011), and `None` is
+/// returned. Without this a panicking callback would kill the connection's task and leave the
+/// session registered in the hub.
+pub(crate) fn guarded<R>(
+    callback: &'static str,
+    session: &Session,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            tracing::error!(session = %session.id(), callback, "handler panicked; closing the session");
+            session.close_with(CloseReason::Internal(format!("{callback} failed")));
+            None
+        }
+    }
+}

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::close::CloseReason;
 use crate::config::Protocol;
-use crate::handler::Incoming;
+use crate::handler::{guarded, Incoming};
 use crate::message::{ChannelName, Message, MessageKind, SessionId};
 use crate::session::Session;
 use crate::ws::codec::{self as ws, OpCode};
@@ -269,13 +269,17 @@ pub(crate) fn parse_command(bytes: &[u8]) -> Result<Command, String> {
 pub(crate) fn dispatch(session: &Session, message: Message) {
     let handler = session.server().handler.clone();
     match session.protocol() {
-        Protocol::Raw => handler.on_message(
-            session,
-            Incoming {
-                message,
-                channel: None,
-            },
-        ),
+        Protocol::Raw => {
+            guarded("on_message", session, || {
+                handler.on_message(
+                    session,
+                    Incoming {
+                        message,
+                        channel: None,
+                    },
+                )
+            });
+        }
         Protocol::Json => {
             let framing = session.format().framing;
             let reply = |ev: Event<'_>| session.send_control(encode_event(framing, &ev));
@@ -336,13 +340,15 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
                         });
                         return;
                     }
-                    handler.on_message(
-                        session,
-                        Incoming {
-                            message,
-                            channel: Some(ChannelName::from(channel)),
-                        },
-                    );
+                    guarded("on_message", session, || {
+                        handler.on_message(
+                            session,
+                            Incoming {
+                                message,
+                                channel: Some(ChannelName::from(channel)),
+                            },
+                        )
+                    });
                 }
             }
         }

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::broker::{Broker, MemoryBroker};
 use crate::close::CloseReason;
 use crate::config::{Protocol, ServerConfig, TcpOptions, UdpOptions};
-use crate::handler::{Broadcast, Handler, Reject};
+use crate::handler::{guarded, Broadcast, Handler, Reject};
 use crate::hub::Hub;
 use crate::message::Transport;
 use crate::protocol::{encode_event, Event, WireFormat};
@@ -54,10 +54,17 @@ impl ServerShared {
                 return Err(CloseReason::ProtocolError(e.to_string()));
             }
         }
-        if let Err(Reject(reason)) = self.handler.on_connect(&session) {
-            self.hub.inner.unregister(&session.shared);
-            tracing::info!(session = %session.id(), %transport, %peer, %reason, "rejected");
-            return Err(CloseReason::Rejected(reason));
+        match guarded("on_connect", &session, || self.handler.on_connect(&session)) {
+            Some(Ok(())) => {}
+            Some(Err(Reject(reason))) => {
+                self.hub.inner.unregister(&session.shared);
+                tracing::info!(session = %session.id(), %transport, %peer, %reason, "rejected");
+                return Err(CloseReason::Rejected(reason));
+            }
+            None => {
+                self.hub.inner.unregister(&session.shared);
+                return Err(CloseReason::Internal("on_connect failed".into()));
+            }
         }
         if format.protocol == Protocol::Json {
             let channels = session.channels();
@@ -85,7 +92,9 @@ impl ServerShared {
     pub(crate) fn finish_session(&self, session: &Session, reason: &CloseReason) {
         // Make sure nothing more is queued for it, whoever ended it.
         session.shared.outbox.close(reason.clone());
-        self.handler.on_close(session, reason);
+        guarded("on_close", session, || {
+            self.handler.on_close(session, reason)
+        });
         self.hub.inner.unregister(&session.shared);
         tracing::info!(
             session = %session.id(),

@@ -203,7 +203,7 @@ async fn silent_http_connection_is_closed_after_the_handshake_timeout() {
 async fn idle_websocket_is_pinged_and_one_that_never_answers_is_closed_4201() {
     let srv = start(Limits {
         ping_interval: Duration::from_millis(100),
-        idle_timeout: Duration::from_millis(400),
+        idle_timeout: Duration::from_millis(1000),
         ..Limits::default()
     })
     .await;
@@ -301,5 +301,47 @@ async fn handler_rejection_is_http_403_with_the_reason() {
     );
     let mut ok = WsClient::connect(&srv.ws_url("/ws")).await;
     ok.send(WsMessage::Ping(vec![1].into())).await.unwrap();
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_udp_peer_expires_after_the_idle_timeout() {
+    let srv = start(Limits {
+        idle_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    })
+    .await;
+    let udp = UdpClient::connect(srv.udp).await;
+    udp.send(b"here").await;
+    srv.wait_sessions(1).await;
+    srv.wait_sessions(0).await; // expired, silently
+    udp.send(b"back again").await; // a new datagram makes a new session
+    srv.wait_sessions(1).await;
+    assert_eq!(srv.hub.stats().snapshot().sessions_opened, 2);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_closes_only_its_own_session_with_1011() {
+    struct Fragile;
+    impl sockhub::Handler for Fragile {
+        fn on_message(&self, s: &sockhub::Session, m: sockhub::Incoming) {
+            if m.message.as_str() == Some("boom") {
+                panic!("handler bug (expected by this test)");
+            }
+            sockhub::Broadcast.on_message(s, m);
+        }
+    }
+    let srv = TestServer::start_with(Setup::default(), Fragile).await;
+    let mut a = WsClient::connect(&srv.ws_url("/")).await;
+    let mut b = WsClient::connect(&srv.ws_url("/")).await;
+    a.send_text("boom").await;
+    let (_, closed) = a.closed().await;
+    assert_eq!(closed.code, 1011);
+    assert_eq!(closed.reason, "internal error: on_message failed");
+    srv.wait_sessions(1).await;
+    let mut c = WsClient::connect(&srv.ws_url("/")).await;
+    c.send_text("fine").await;
+    assert_eq!(b.recv_text().await, "fine");
     srv.shutdown().await;
 }
