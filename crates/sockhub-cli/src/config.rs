@@ -57,8 +57,8 @@ pub struct FileConfig {
     pub udp: UdpSection,
     /// `[limits]`: see `sockhub::Limits`.
     pub limits: Limits,
-    /// `behavior = "broadcast" | "echo"`.
-    pub behavior: Option<Behavior>,
+    /// `handler = "broadcast" | "echo"`: the built-in handler.
+    pub handler: Option<Behavior>,
 }
 
 /// `[http]`.

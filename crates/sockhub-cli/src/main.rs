@@ -95,10 +95,13 @@ struct ServeArgs {
     /// On shutdown, time allowed to drain outboxes and say goodbye. [default: 5s]
     #[arg(long, env = "SOCKHUB_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
     drain_timeout: Option<Duration>,
-    /// What the server does with messages: `broadcast` to the other members of the channel, or
-    /// `echo` them back to the sender. [default: broadcast]
-    #[arg(long, env = "SOCKHUB_BEHAVIOR", value_name = "BEHAVIOR")]
-    behavior: Option<Behavior>,
+    /// Built-in handler: `broadcast` each message to the other members of the sender's
+    /// channels, or `echo` it back to the sender. [default: broadcast]
+    #[arg(long, alias = "behavior", env = "SOCKHUB_HANDLER", value_name = "HANDLER")]
+    handler: Option<Behavior>,
+    /// Runtime worker threads. [default: the number of CPU cores]
+    #[arg(long, env = "SOCKHUB_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
     /// Log filter (tracing EnvFilter syntax, e.g. `info`, `sockhub=debug`). RUST_LOG also works.
     #[arg(
         long,
@@ -174,8 +177,8 @@ fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
         outbox_overflow,
         drain_timeout
     );
-    if let Some(b) = args.behavior {
-        cfg.behavior = Some(b);
+    if let Some(b) = args.handler {
+        cfg.handler = Some(b);
     }
     cfg.check()?;
     Ok(cfg)
@@ -212,7 +215,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             limits: cfg.limits.clone(),
             ws: cfg.http.ws_options(),
         };
-        let server = match cfg.behavior.unwrap_or_default() {
+        let server = match cfg.handler.unwrap_or_default() {
             Behavior::Broadcast => Server::new(config),
             Behavior::Echo => Server::with_handler(config, Echo),
         };
@@ -224,7 +227,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 listeners.tcp.iter().map(|(l, _)| addr(l.local_addr().ok())).collect::<Vec<_>>().join(",")
             },
             udp = %addr(listeners.udp.as_ref().and_then(|(u, _)| u.local_addr().ok())),
-            behavior = ?cfg.behavior.unwrap_or_default(),
+            handler = ?cfg.handler.unwrap_or_default(),
             max_connections = cfg.limits.max_connections,
             "sockhub listening"
         );

@@ -38,6 +38,8 @@ fn serve_help_documents_the_contract_flags() {
         "--max-connections",
         "--max-message-size",
         "--config",
+        "--handler",
+        "--workers",
     ] {
         assert!(out.contains(flag), "--help lists {flag}");
     }

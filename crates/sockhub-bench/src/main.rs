@@ -1,0 +1,14 @@
+//! `sockhub-bench`: the same as `sockhub bench`.
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "sockhub-bench", version)]
+struct Cli {
+    #[command(flatten)]
+    args: sockhub_bench::BenchArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    sockhub_bench::run(Cli::parse().args)
+}
