@@ -71,6 +71,11 @@ pub struct HttpSection {
     pub path: String,
     /// Channels a WebSocket joins when its URL names none. Default `["lobby"]`.
     pub channels: Vec<String>,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it. Default false.
+    pub permessage_deflate: bool,
+    /// With permessage-deflate, also demand `client_no_context_takeover` (no inflate window
+    /// kept per connection). Default false.
+    pub deflate_no_context_takeover: bool,
 }
 
 impl Default for HttpSection {
@@ -80,6 +85,8 @@ impl Default for HttpSection {
             listen: Bind::At(([127, 0, 0, 1], 8080).into()),
             path: ws.path,
             channels: ws.channels,
+            permessage_deflate: ws.deflate.enabled,
+            deflate_no_context_takeover: ws.deflate.no_context_takeover,
         }
     }
 }
@@ -90,6 +97,10 @@ impl HttpSection {
         WsOptions {
             path: self.path.clone(),
             channels: self.channels.clone(),
+            deflate: sockhub::ws::deflate::DeflateConfig {
+                enabled: self.permessage_deflate,
+                no_context_takeover: self.deflate_no_context_takeover,
+            },
         }
     }
 }

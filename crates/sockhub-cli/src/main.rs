@@ -47,6 +47,14 @@ struct ServeArgs {
     /// Path of the dedicated WebSocket endpoint (the upgrade also works on `/`). [default: /ws]
     #[arg(long, env = "SOCKHUB_WS_PATH", value_name = "PATH")]
     ws_path: Option<String>,
+    /// Negotiate permessage-deflate (RFC 7692) with WebSocket clients that offer it.
+    /// Limits apply to inflated sizes.
+    #[arg(long, env = "SOCKHUB_PERMESSAGE_DEFLATE")]
+    permessage_deflate: bool,
+    /// With --permessage-deflate, demand client_no_context_takeover: no inflate window is kept
+    /// per connection (less memory, a little less compression).
+    #[arg(long, env = "SOCKHUB_DEFLATE_NO_CONTEXT_TAKEOVER")]
+    deflate_no_context_takeover: bool,
     /// Raw TCP listener address, or `off`. [default: 127.0.0.1:1935]
     #[arg(long, env = "SOCKHUB_TCP", value_name = "ADDR")]
     tcp: Option<Bind>,
@@ -97,7 +105,12 @@ struct ServeArgs {
     drain_timeout: Option<Duration>,
     /// Built-in handler: `broadcast` each message to the other members of the sender's
     /// channels, or `echo` it back to the sender. [default: broadcast]
-    #[arg(long, alias = "behavior", env = "SOCKHUB_HANDLER", value_name = "HANDLER")]
+    #[arg(
+        long,
+        alias = "behavior",
+        env = "SOCKHUB_HANDLER",
+        value_name = "HANDLER"
+    )]
     handler: Option<Behavior>,
     /// Runtime worker threads. [default: the number of CPU cores]
     #[arg(long, env = "SOCKHUB_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -145,6 +158,12 @@ fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
     }
     if let Some(p) = &args.ws_path {
         cfg.http.path = p.clone();
+    }
+    if args.permessage_deflate {
+        cfg.http.permessage_deflate = true;
+    }
+    if args.deflate_no_context_takeover {
+        cfg.http.deflate_no_context_takeover = true;
     }
     let tcp = &mut cfg.tcp[0];
     if let Some(b) = args.tcp {

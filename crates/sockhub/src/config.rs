@@ -182,6 +182,8 @@ pub struct WsOptions {
     pub path: String,
     /// Channels joined when the URL names none. Default `["lobby"]`.
     pub channels: Vec<String>,
+    /// permessage-deflate (RFC 7692). Off by default.
+    pub deflate: crate::ws::deflate::DeflateConfig,
 }
 
 impl Default for WsOptions {
@@ -189,6 +191,7 @@ impl Default for WsOptions {
         WsOptions {
             path: "/ws".into(),
             channels: vec![DEFAULT_CHANNEL.to_string()],
+            deflate: Default::default(),
         }
     }
 }

@@ -38,6 +38,12 @@ use crate::ws::codec::{self as ws, OpCode};
 pub enum Framing {
     /// WebSocket frames (server → client: unmasked).
     WebSocket,
+    /// WebSocket with permessage-deflate: messages of [`DEFLATE_MIN_SIZE`] bytes or more are
+    /// compressed (fresh state per message, 15-bit window).
+    WebSocketDeflate,
+    /// The same with a 9-bit window, for clients that asked for a smaller
+    /// `server_max_window_bits` (any value 9..=14 accepts it).
+    WebSocketDeflateSmall,
     /// `\n`-terminated lines.
     Lines,
     /// Big-endian `u32` length prefix.
@@ -58,7 +64,7 @@ pub struct WireFormat {
 
 impl WireFormat {
     /// Number of distinct wire formats.
-    pub(crate) const COUNT: usize = 8;
+    pub(crate) const COUNT: usize = 12;
 
     /// Dense index in `0..COUNT`, for the per-publication encoding cache.
     pub(crate) fn index(self) -> usize {
@@ -67,6 +73,8 @@ impl WireFormat {
             Framing::Lines => 1,
             Framing::LengthPrefixed => 2,
             Framing::Datagram => 3,
+            Framing::WebSocketDeflate => 4,
+            Framing::WebSocketDeflateSmall => 5,
         };
         f * 2 + usize::from(self.protocol == Protocol::Json)
     }
@@ -103,15 +111,31 @@ impl Publication {
     }
 }
 
+/// Messages shorter than this are sent uncompressed even with permessage-deflate: the
+/// compressed form would not be smaller.
+pub const DEFLATE_MIN_SIZE: usize = 64;
+
 /// Puts one payload into `framing`'s envelope. One allocation, payload copied once.
 fn frame(framing: Framing, kind: MessageKind, payload: &[u8]) -> Bytes {
+    let op = match kind {
+        MessageKind::Text => OpCode::Text,
+        MessageKind::Binary => OpCode::Binary,
+    };
     match framing {
-        Framing::WebSocket => {
-            let op = match kind {
-                MessageKind::Text => OpCode::Text,
-                MessageKind::Binary => OpCode::Binary,
+        Framing::WebSocket => ws::server_frame(op, payload),
+        Framing::WebSocketDeflate | Framing::WebSocketDeflateSmall => {
+            let bits = if framing == Framing::WebSocketDeflate {
+                15
+            } else {
+                9
             };
-            ws::server_frame(op, payload)
+            match (payload.len() >= DEFLATE_MIN_SIZE)
+                .then(|| crate::ws::deflate::compress(payload, bits))
+                .flatten()
+            {
+                Some(c) => ws::server_frame_compressed(op, &c),
+                None => ws::server_frame(op, payload),
+            }
         }
         Framing::Lines => {
             let mut b = BytesMut::with_capacity(payload.len() + 1);
@@ -420,6 +444,8 @@ mod tests {
             Framing::Lines,
             Framing::LengthPrefixed,
             Framing::Datagram,
+            Framing::WebSocketDeflate,
+            Framing::WebSocketDeflateSmall,
         ] {
             for p in [Protocol::Raw, Protocol::Json] {
                 let i = fmt(f, p).index();

@@ -23,17 +23,51 @@ use crate::protocol::{Framing, WireFormat};
 use crate::server::ServerShared;
 use crate::transport::stream::{Connection, Inbound, StreamCodec};
 use crate::ws::codec::{self, Decoder, Event, OpCode, Role};
+use crate::ws::deflate::{self, Agreed, InflateError, Inflater};
 
 /// [`StreamCodec`] over the RFC 6455 decoder.
 pub(crate) struct WsCodec {
     /// Frame decoder and message assembler.
     decoder: Decoder,
+    /// permessage-deflate inflater, when negotiated.
+    inflater: Option<Inflater>,
+    /// Limit on inflated messages.
+    max_message_size: usize,
 }
 
 impl WsCodec {
-    pub(crate) fn new(max_message_size: usize) -> Self {
+    pub(crate) fn new(max_message_size: usize, deflate: Option<Agreed>) -> Self {
+        let mut decoder = Decoder::new(Role::Server, max_message_size);
+        decoder.set_compression(deflate.is_some());
         WsCodec {
-            decoder: Decoder::new(Role::Server, max_message_size),
+            decoder,
+            inflater: deflate.as_ref().map(Inflater::new),
+            max_message_size,
+        }
+    }
+
+    /// Inflates a compressed message, enforcing the limit on the inflated size.
+    fn inflate(&mut self, text: bool, payload: &[u8]) -> Result<crate::Message, CloseReason> {
+        let max = self.max_message_size;
+        let inflater = self.inflater.as_mut().ok_or_else(|| {
+            CloseReason::ProtocolError("compressed message without permessage-deflate".into())
+        })?;
+        let data = inflater.inflate(payload, max).map_err(|e| match e {
+            InflateError::TooLarge { max } => CloseReason::MessageTooLarge {
+                size: max as u64 + 1,
+                max,
+            },
+            InflateError::Corrupt => CloseReason::InvalidPayload("corrupt compressed data".into()),
+        })?;
+        if text {
+            match String::from_utf8(data) {
+                Ok(t) => Ok(crate::Message::text(t)),
+                Err(_) => Err(CloseReason::InvalidPayload(
+                    "invalid UTF-8 in text message".into(),
+                )),
+            }
+        } else {
+            Ok(crate::Message::binary(data))
         }
     }
 }
@@ -47,13 +81,17 @@ impl StreamCodec for WsCodec {
             e if e.close_code() == 1007 => CloseReason::InvalidPayload(e.to_string()),
             e => CloseReason::ProtocolError(e.to_string()),
         })?;
-        let item = ev.map(|ev| match ev {
-            Event::Text(b) => Inbound::Message(crate::Message::text_unchecked(b)),
-            Event::Binary(b) => Inbound::Message(crate::Message::binary(b)),
-            Event::Ping(p) => Inbound::Ping(codec::server_frame(OpCode::Pong, &p)),
-            Event::Pong(_) => Inbound::Pong,
-            Event::Close(c) => Inbound::Close(c.map(|c| c.code)),
-        });
+        let item = match ev {
+            None => None,
+            Some(Event::Text(b)) => Some(Inbound::Message(crate::Message::text_unchecked(b))),
+            Some(Event::Binary(b)) => Some(Inbound::Message(crate::Message::binary(b))),
+            Some(Event::Compressed { text, payload }) => {
+                Some(Inbound::Message(self.inflate(text, &payload)?))
+            }
+            Some(Event::Ping(p)) => Some(Inbound::Ping(codec::server_frame(OpCode::Pong, &p))),
+            Some(Event::Pong(_)) => Some(Inbound::Pong),
+            Some(Event::Close(c)) => Some(Inbound::Close(c.map(|c| c.code))),
+        };
         Ok((used, item))
     }
 
@@ -226,10 +264,17 @@ pub(crate) fn upgrade(
             return plain(StatusCode::SERVICE_UNAVAILABLE, reason.to_string());
         }
     };
-    let format = WireFormat {
-        framing: Framing::WebSocket,
-        protocol,
+    let extensions = h
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let deflate = deflate::negotiate(extensions, &server.config.ws.deflate);
+    let framing = match deflate {
+        None => Framing::WebSocket,
+        Some(a) if a.server_window_bits == 15 => Framing::WebSocketDeflate,
+        Some(_) => Framing::WebSocketDeflateSmall,
     };
+    let format = WireFormat { framing, protocol };
     let session = match server.open_session(crate::Transport::WebSocket, peer, format, &channels) {
         Ok(s) => s,
         Err(reason) => {
@@ -252,7 +297,7 @@ pub(crate) fn upgrade(
                     // life: an idle connection keeps no buffer at all.
                     let early = parts.read_buf.to_vec();
                     drop(parts.read_buf);
-                    let codec = WsCodec::new(server2.config.limits.max_message_size);
+                    let codec = WsCodec::new(server2.config.limits.max_message_size, deflate);
                     let idle = server2.config.limits.idle_timeout;
                     // Bound to a local and run by reference: the connection is stored once in
                     // this task, not once here and again inside `run`'s future.
@@ -272,6 +317,11 @@ pub(crate) fn upgrade(
     hs.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(&codec::accept_key(&key)) {
         hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(agreed) = deflate {
+        if let Ok(v) = HeaderValue::from_str(&agreed.response()) {
+            hs.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+        }
     }
     res
 }

@@ -31,14 +31,9 @@ const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 /// GUID appended to `Sec-WebSocket-Key` to derive `Sec-WebSocket-Accept`.
 const HANDSHAKE_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// RSV bits a peer may set. No extension is negotiated, so none are allowed.
-///
-/// EXTENSION POINT (permessage-deflate, RFC 7692): a negotiated
-/// permessage-deflate would allow RSV1 (`0x40`) on the *first* frame of a data
-/// message (never on continuation or control frames) and mark that message as
-/// compressed. That needs a per-decoder flag consulted in
-/// `Decoder::check_first_bytes` instead of this constant.
-const ALLOWED_RSV_BITS: u8 = 0x00;
+/// RSV1: with permessage-deflate negotiated (RFC 7692) it marks the first frame
+/// of a compressed data message; never allowed on continuation or control frames.
+const RSV1: u8 = 0x40;
 
 /// Which end of the connection this codec serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +117,16 @@ pub enum Event {
     Pong(Bytes),
     /// A close frame; `None` when its payload was empty.
     Close(Option<CloseFrame>),
+    /// A complete permessage-deflate compressed message (RSV1 on its first
+    /// frame; only with [`Decoder::set_compression`]). The payload is the raw
+    /// DEFLATE data without the trailing `00 00 ff ff`; UTF-8 of a text message
+    /// can only be checked after inflating it.
+    Compressed {
+        /// Text (true) or binary (false) once inflated.
+        text: bool,
+        /// Compressed bytes.
+        payload: Bytes,
+    },
 }
 
 /// A protocol violation by the peer, mapped to the close code the endpoint
@@ -260,6 +265,12 @@ pub struct Decoder {
     control_len: usize,
     /// The error that poisoned this decoder, if any.
     error: Option<ProtocolError>,
+    /// permessage-deflate was negotiated: RSV1 may mark a message compressed.
+    compression: bool,
+    /// RSV1 of the current frame.
+    frame_rsv1: bool,
+    /// The data message in progress is compressed.
+    compressed: bool,
 }
 
 impl Decoder {
@@ -286,7 +297,17 @@ impl Decoder {
             control: [0; MAX_CONTROL_PAYLOAD],
             control_len: 0,
             error: None,
+            compression: false,
+            frame_rsv1: false,
+            compressed: false,
         }
+    }
+
+    /// Accept permessage-deflate compressed messages (RSV1 on a message's first
+    /// frame), yielded as [`Event::Compressed`]. Call once the extension was
+    /// negotiated in the handshake.
+    pub fn set_compression(&mut self, enabled: bool) {
+        self.compression = enabled;
     }
 
     /// Streaming decode.
@@ -428,11 +449,13 @@ impl Decoder {
     fn check_first_bytes(&mut self) -> Result<(), ProtocolError> {
         let b0 = self.header[0];
         let b1 = self.header[1];
-        // Extension point: see ALLOWED_RSV_BITS.
-        if b0 & 0x70 & !ALLOWED_RSV_BITS != 0 {
+        let raw_opcode = b0 & 0x0F;
+        let rsv = b0 & 0x70;
+        let starts_message = matches!(raw_opcode, 0x1 | 0x2);
+        if rsv & !RSV1 != 0 || (rsv == RSV1 && !(self.compression && starts_message)) {
             return Err(ProtocolError::ReservedBits);
         }
-        let raw_opcode = b0 & 0x0F;
+        self.frame_rsv1 = rsv == RSV1;
         let opcode = OpCode::from_u8(raw_opcode).ok_or(ProtocolError::UnknownOpcode(raw_opcode))?;
         let fin = b0 & 0x80 != 0;
         match opcode {
@@ -515,6 +538,7 @@ impl Decoder {
         match self.frame_opcode {
             OpCode::Text | OpCode::Binary => {
                 self.message = Some(self.frame_opcode);
+                self.compressed = self.frame_rsv1;
                 self.buf.clear();
                 self.utf8_valid = 0;
             }
@@ -541,7 +565,7 @@ impl Decoder {
             if let Some(mask) = self.frame_mask {
                 apply_mask(&mut self.buf[start..], mask, self.mask_offset);
             }
-            if self.message == Some(OpCode::Text) {
+            if self.message == Some(OpCode::Text) && !self.compressed {
                 self.validate_utf8()?;
             }
         }
@@ -600,6 +624,13 @@ impl Decoder {
                 }
                 let kind = self.message.take();
                 let data = Bytes::from(std::mem::take(&mut self.buf));
+                if std::mem::take(&mut self.compressed) {
+                    self.utf8_valid = 0;
+                    return Ok(Some(Event::Compressed {
+                        text: kind == Some(OpCode::Text),
+                        payload: data,
+                    }));
+                }
                 let valid = self.utf8_valid == data.len();
                 self.utf8_valid = 0;
                 match kind {
@@ -724,6 +755,15 @@ pub fn close_frame(code: u16, reason: &str) -> Bytes {
     payload[..2].copy_from_slice(&code.to_be_bytes());
     payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
     server_frame(OpCode::Close, &payload[..2 + end])
+}
+
+/// A whole unmasked server frame of a permessage-deflate compressed message
+/// (RSV1 set; `compressed` is raw DEFLATE without the trailing `00 00 ff ff`).
+pub fn server_frame_compressed(opcode: OpCode, compressed: &[u8]) -> Bytes {
+    let mut dst = BytesMut::with_capacity(compressed.len() + 10);
+    encode_frame(opcode, compressed, None, &mut dst);
+    dst[0] |= RSV1;
+    dst.freeze()
 }
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`: base64 of the SHA-1 of

@@ -1,3 +1,4 @@
 //! WebSocket protocol support.
 
 pub mod codec;
+pub mod deflate;
