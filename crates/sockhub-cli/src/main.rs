@@ -79,6 +79,10 @@ struct ServeArgs {
     /// [default: 65536]
     #[arg(long, env = "SOCKHUB_MAX_MESSAGE_SIZE", value_name = "BYTES")]
     max_message_size: Option<usize>,
+    /// Messages a session may send per second, bursts of one second's worth (beyond it: close
+    /// 1008 / `ERROR 1008` line / UDP drop); 0 disables. [default: 1000]
+    #[arg(long, env = "SOCKHUB_MAX_MESSAGES_PER_SECOND", value_name = "N")]
+    max_messages_per_second: Option<u32>,
     /// Time allowed for the WebSocket upgrade request. [default: 10s]
     #[arg(long, env = "SOCKHUB_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
     handshake_timeout: Option<Duration>,
@@ -188,6 +192,7 @@ fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
     set!(
         max_connections,
         max_message_size,
+        max_messages_per_second,
         handshake_timeout,
         idle_timeout,
         tcp_idle_timeout,

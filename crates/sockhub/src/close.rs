@@ -12,6 +12,7 @@
 //! | [`CloseReason::ProtocolError`] | 1002 | no | 400 |
 //! | [`CloseReason::InvalidPayload`] (bad UTF-8 / bad JSON command framing) | 1007 | no | 400 |
 //! | [`CloseReason::MessageTooLarge`] | 1009 | no | 413 |
+//! | [`CloseReason::RateLimited`] | 1008 | yes, with backoff | 429 |
 //! | [`CloseReason::Internal`] | 1011 | yes, with backoff | 500 |
 //! | [`CloseReason::ServerFull`] | 1013 | yes, with backoff | 503 |
 //! | [`CloseReason::Rejected`] (by the handler) | 4009 | no | 403 |
@@ -64,6 +65,11 @@ pub enum CloseReason {
     Rejected(String),
     /// The application closed the session (`Session::close` / `Hub::close`); the text is its reason.
     Kicked(String),
+    /// The client sent more than `max_messages_per_second`.
+    RateLimited {
+        /// The configured rate.
+        per_second: u32,
+    },
     /// A server-side failure.
     Internal(String),
 }
@@ -80,6 +86,7 @@ impl CloseReason {
             CloseReason::InvalidPayload(_) => 1007,
             CloseReason::MessageTooLarge { .. } => 1009,
             CloseReason::Internal(_) => 1011,
+            CloseReason::RateLimited { .. } => 1008,
             CloseReason::ServerFull { .. } => 1013,
             CloseReason::Rejected(_) => 4009,
             CloseReason::Kicked(_) => 4010,
@@ -96,6 +103,7 @@ impl CloseReason {
             CloseReason::MessageTooLarge { .. } => 413,
             CloseReason::Rejected(_) => 403,
             CloseReason::IdleTimeout => 408,
+            CloseReason::RateLimited { .. } => 429,
             _ => 500,
         }
     }
@@ -146,6 +154,9 @@ impl fmt::Display for CloseReason {
             CloseReason::Rejected(r) => write!(f, "rejected: {r}"),
             CloseReason::Kicked(r) => write!(f, "closed by server: {r}"),
             CloseReason::Internal(e) => write!(f, "internal error: {e}"),
+            CloseReason::RateLimited { per_second } => {
+                write!(f, "rate limit: more than {per_second} messages per second")
+            }
         }
     }
 }

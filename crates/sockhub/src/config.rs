@@ -42,6 +42,10 @@ pub struct Limits {
     pub max_outbox_messages: usize,
     /// What happens to a session whose outbox is full. Default `disconnect`.
     pub outbox_overflow: OverflowPolicy,
+    /// Messages one session may send per second (json commands included), with bursts of up to
+    /// one second's worth. Beyond it: WebSocket close 1008, TCP `ERROR 1008 rate limit: …`,
+    /// UDP: the datagram is dropped and counted. 0 disables. Default 1,000.
+    pub max_messages_per_second: u32,
     /// Channels one session may be subscribed to at once. Default 100. Beyond it: a json
     /// `error` event with code `too_many_subscriptions`.
     pub max_subscriptions: usize,
@@ -68,6 +72,7 @@ impl Default for Limits {
             max_outbox_messages: 4096,
             outbox_overflow: OverflowPolicy::Disconnect,
             max_subscriptions: 100,
+            max_messages_per_second: 1000,
             drain_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(2),
         }

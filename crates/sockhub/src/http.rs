@@ -28,6 +28,11 @@ use crate::transport::{tcp, ws};
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// Largest HTTP request head (request line + headers) read, in bytes.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most headers accepted in one request.
+pub const MAX_HEADERS: usize = 64;
+
 /// The page served at `GET /` (the demo page grows here).
 const INDEX_HTML: &str = include_str!("../static/index.html");
 
@@ -113,6 +118,10 @@ async fn serve_connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(server.config.limits.handshake_timeout)
+        // A request head over 16 KiB or with more than 64 headers is answered 431 and the
+        // connection closed; nothing a WebSocket client sends comes near either.
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -304,14 +304,11 @@ impl HubInner {
             Some((name, _)) => name.clone(),
             None => {
                 let name = ChannelName::from(channel);
-                map.insert(name.clone(), IndexMap::new());
                 self.broker.subscribe(&name);
                 name
             }
         };
-        map.get_mut(&name)
-            .expect("inserted above")
-            .insert(s.id, s.clone());
+        map.entry(name.clone()).or_default().insert(s.id, s.clone());
         mine.push(name);
         Ok(())
     }
@@ -402,7 +399,7 @@ impl HubInner {
     }
 
     /// Pushes one frame to a session under the outbox limits, counting what the policy did.
-    fn push(&self, s: &SessionShared, frame: Bytes) -> bool {
+    pub(crate) fn push(&self, s: &SessionShared, frame: Bytes) -> bool {
         match s.outbox.push(frame, &self.outbox_limits) {
             Push::Queued => true,
             Push::Dropped {

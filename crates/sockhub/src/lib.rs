@@ -48,6 +48,9 @@
 //! | [`config`] | [`Limits`] and per-listener options, with their defaults |
 //! | [`stats`] | counters of everything the server does, drops and disconnects included |
 
+// Code reachable from network input never panics on a missing value: handle it instead.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod broker;
 pub mod close;
 pub mod config;
@@ -58,6 +61,7 @@ pub mod hub;
 pub mod message;
 mod outbox;
 pub mod protocol;
+mod rate;
 pub mod server;
 pub mod session;
 pub mod stats;

@@ -152,25 +152,6 @@ impl Outbox {
         result
     }
 
-    /// Queues a frame that must not be refused by the limits: protocol replies to the client's
-    /// own requests (pong, json acks), which the client bounds by sending requests. Refused only
-    /// once the session is closing.
-    pub(crate) fn push_control(&self, frame: Bytes) -> bool {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.closing.is_some() {
-            return false;
-        }
-        st.bytes += frame.len();
-        st.frames += 1;
-        let was_empty = st.queue.is_empty();
-        st.queue.push_back(frame);
-        drop(st);
-        if was_empty {
-            self.notify.notify_one();
-        }
-        true
-    }
-
     /// Queues a frame of the driver's own (close notice, close echo, ping, pong) even while
     /// closing: the driver alone decides what follows a close request.
     pub(crate) fn push_internal(&self, frame: Bytes) {

@@ -88,10 +88,10 @@ impl Session {
         self.server.hub.inner.send_to(&self.shared, &message.into())
     }
 
-    /// Queues a protocol reply (pong, json ack) that the outbox limits do not refuse: the client
-    /// bounds these itself by how many requests it sends.
+    /// Queues a protocol reply (json ack, pong, error event) under the outbox limits: a client
+    /// flooding requests without reading the replies ends as a slow consumer.
     pub(crate) fn send_control(&self, frame: Bytes) {
-        self.shared.outbox.push_control(frame);
+        self.server.hub.inner.push(&self.shared, frame);
     }
 
     /// Subscribes this session to `channel`. Subscribing twice is a no-op.

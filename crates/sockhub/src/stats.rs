@@ -26,6 +26,8 @@ pub struct Stats {
     udp_oversized_dropped: AtomicU64,
     /// Connections refused because `max_connections` was reached.
     refused_full: AtomicU64,
+    /// UDP datagrams dropped for exceeding `max_messages_per_second`.
+    udp_rate_limited: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -53,6 +55,8 @@ pub struct StatsSnapshot {
     pub udp_oversized_dropped: u64,
     /// Connections refused because the server was full.
     pub refused_full: u64,
+    /// UDP datagrams dropped by the per-source rate limit.
+    pub udp_rate_limited: u64,
 }
 
 fn idx(t: Transport) -> usize {
@@ -93,6 +97,9 @@ impl Stats {
     pub(crate) fn refused_full(&self) {
         self.refused_full.fetch_add(1, Relaxed);
     }
+    pub(crate) fn udp_rate_limited(&self) {
+        self.udp_rate_limited.fetch_add(1, Relaxed);
+    }
 
     /// Reads every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -108,6 +115,7 @@ impl Stats {
             outbox_dropped: self.outbox_dropped.load(Relaxed),
             udp_oversized_dropped: self.udp_oversized_dropped.load(Relaxed),
             refused_full: self.refused_full.load(Relaxed),
+            udp_rate_limited: self.udp_rate_limited.load(Relaxed),
         }
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use sockhub::{Limits, ServerConfig, TcpFraming, TcpOptions};
 use sockhub_testkit::{
-    http_request, upgrade_request, within, Setup, TcpClient, TestServer, UdpClient, WsClient,
+    eventually, http_request, upgrade_request, within, Setup, TcpClient, TestServer, UdpClient,
+    WsClient,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -54,12 +55,19 @@ async fn max_connections_refuses_websocket_with_503_and_tcp_with_an_error_line()
     );
     assert_eq!(c.try_read_line().await, None, "then the server closes");
     let udp = UdpClient::connect(srv.udp).await;
-    udp.send(b"let me in").await;
+    // A refusal is only sent when it is at most 3x the datagram (no amplification).
+    let knock = b"please let me in, I have something to say to the lobby";
+    udp.send(knock).await;
+    let full = b"ERROR 1013 server full: all 2 connections in use, retry later";
+    assert_eq!(udp.recv().await, full);
+    udp.send(b"?").await; // too small to deserve a 60-byte answer
+    udp.send(knock).await;
     assert_eq!(
         udp.recv().await,
-        b"ERROR 1013 server full: all 2 connections in use, retry later"
+        full,
+        "answer to the second knock, none to '?'"
     );
-    assert_eq!(srv.hub.stats().snapshot().refused_full, 3);
+    assert_eq!(srv.hub.stats().snapshot().refused_full, 5);
     // Slots come back when sessions leave.
     drop(a);
     b.send_line("ok").await;
@@ -343,5 +351,116 @@ async fn a_panicking_handler_closes_only_its_own_session_with_1011() {
     let mut c = WsClient::connect(&srv.ws_url("/")).await;
     c.send_text("fine").await;
     assert_eq!(b.recv_text().await, "fine");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn message_rate_limit_closes_1008_and_drops_udp_floods() {
+    let srv = start(Limits {
+        max_messages_per_second: 20,
+        ..Limits::default()
+    })
+    .await;
+    let mut flood = WsClient::connect(&srv.ws_url("/")).await;
+    for i in 0..100 {
+        if flood.send(WsMessage::text(format!("m{i}"))).await.is_err() {
+            break;
+        }
+    }
+    let (_, closed) = flood.closed().await;
+    assert_eq!(closed.code, 1008);
+    assert_eq!(
+        closed.reason,
+        "rate limit: more than 20 messages per second"
+    );
+    let mut tcp = TcpClient::connect(srv.tcp[0]).await;
+    tcp.write("x\n".repeat(100).as_bytes()).await;
+    let mut last = String::new();
+    while let Some(l) = tcp.try_read_line().await {
+        last = l;
+    }
+    assert_eq!(
+        last,
+        "ERROR 1008 rate limit: more than 20 messages per second"
+    );
+    let udp = UdpClient::connect(srv.udp).await;
+    for _ in 0..100 {
+        udp.send(b"u").await;
+    }
+    let hub = srv.hub.clone();
+    eventually("udp drops counted", || {
+        hub.stats().snapshot().udp_rate_limited >= 50
+    })
+    .await;
+    still_serving(&srv).await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_or_overcrowded_request_heads_get_431() {
+    let srv = start(Limits::default()).await;
+    let huge = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let (status, _) = http_request(srv.http, &huge).await;
+    assert_eq!(status, 431);
+    let mut many = String::from("GET /ws HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..100 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let (status, _) = http_request(srv.http, &many).await;
+    assert_eq!(status, 431);
+    still_serving(&srv).await;
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn frames_pipelined_with_the_upgrade_request_are_not_lost() {
+    let srv = start(Limits::default()).await;
+    let mut listener = WsClient::connect(&srv.ws_url("/ws")).await;
+    let mut req = sockhub_testkit::upgrade_request("/ws").into_bytes();
+    // A masked text frame "early" in the same write as the request.
+    req.extend_from_slice(&[0x81, 0x85, 0, 0, 0, 0]);
+    req.extend_from_slice(b"early");
+    let mut s = tokio::net::TcpStream::connect(srv.http).await.unwrap();
+    s.write_all(&req).await.unwrap();
+    assert_eq!(listener.recv_text().await, "early");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_from_a_client_that_does_not_read_ends_as_a_slow_consumer() {
+    let srv = start(Limits {
+        max_outbox_bytes: 256 * 1024,
+        max_messages_per_second: 0,
+        ..Limits::default()
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(srv.http).await.unwrap();
+    s.write_all(sockhub_testkit::upgrade_request("/ws").as_bytes())
+        .await
+        .unwrap();
+    // 100,000 masked pings with 125-byte payloads (13 MB), never reading the pongs (12.7 MB):
+    // more than the kernel buffers and the 256 KiB outbox hold.
+    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let flood: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 100_000)
+        .collect();
+    let (_r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move { w.write_all(&flood).await });
+    let hub = srv.hub.clone();
+    eventually("slow consumer disconnect", || {
+        hub.stats().snapshot().slow_consumer_disconnects == 1
+    })
+    .await;
+    let _ = within("flood writer to stop", writer).await; // broken pipe once closed
+    srv.wait_sessions(0).await;
+    still_serving(&srv).await;
     srv.shutdown().await;
 }

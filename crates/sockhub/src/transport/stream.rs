@@ -18,6 +18,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::close::CloseReason;
 use crate::message::Message;
 use crate::protocol::dispatch;
+use crate::rate::RateLimiter;
 use crate::session::Session;
 
 /// Size of the per-thread read buffer. Large enough to take many small frames per `read`.
@@ -91,6 +92,8 @@ pub(crate) struct Connection<C> {
     ping_outstanding: bool,
     /// Close the session after this long without input (0: never); per transport.
     idle_timeout: std::time::Duration,
+    /// `max_messages_per_second`.
+    rate: RateLimiter,
     /// Open or closing.
     phase: Phase,
     /// The peer has closed its side (EOF or close frame): stop reading.
@@ -106,8 +109,13 @@ impl<C: StreamCodec> Connection<C> {
         session: Session,
         idle_timeout: std::time::Duration,
     ) -> Self {
+        let rate = RateLimiter::new(
+            session.server().config.limits.max_messages_per_second,
+            Instant::now(),
+        );
         Connection {
             idle_timeout,
+            rate,
             stream,
             codec,
             session,
@@ -351,10 +359,26 @@ impl<C: StreamCodec> Connection<C> {
                 _ if !matches!(self.phase, Phase::Open)
                     || self.session.shared.outbox.closing().is_some() => {}
                 Inbound::Message(m) => {
+                    if !self.rate.take(self.last_rx) {
+                        let per_second =
+                            self.session.server().config.limits.max_messages_per_second;
+                        self.request_close(CloseReason::RateLimited { per_second });
+                        continue;
+                    }
                     self.session.server().hub.stats().message_in();
                     dispatch(&self.session, m);
                 }
-                Inbound::Ping(pong) => self.session.shared.outbox.push_internal(pong),
+                // Every ping is answered, in order with the other replies (Autobahn 2.10 and
+                // 5.x check both), and the pong counts against the outbox limits: a ping flood
+                // from a client that does not read ends as a slow consumer, not as unbounded
+                // memory. (RFC 6455 would also allow answering only the latest ping.)
+                Inbound::Ping(frame) => {
+                    self.session
+                        .server()
+                        .hub
+                        .inner
+                        .push(&self.session.shared, frame);
+                }
                 Inbound::Pong => {}
             }
         }
@@ -382,17 +406,18 @@ impl<C: StreamCodec> Connection<C> {
             match self.stream.try_write_vectored(&iov[..n_iov]) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
-                    while n > 0 {
-                        let front_left = self.writing[0].len() - self.front_written;
+                    // The kernel took n bytes from the front of the queue: retire whole frames.
+                    while let Some(front) = self.writing.front() {
+                        let front_left = front.len() - self.front_written;
                         if n >= front_left {
                             n -= front_left;
-                            let f = self.writing.pop_front().expect("non-empty");
-                            bytes_done += f.len();
+                            bytes_done += front.len();
                             frames_done += 1;
                             self.front_written = 0;
+                            self.writing.pop_front();
                         } else {
                             self.front_written += n;
-                            n = 0;
+                            break;
                         }
                     }
                 }

@@ -18,6 +18,7 @@ use crate::close::CloseReason;
 use crate::config::UdpOptions;
 use crate::message::Message;
 use crate::protocol::{dispatch, encode_close_notice, Framing, WireFormat};
+use crate::rate::RateLimiter;
 use crate::server::ServerShared;
 use crate::session::Session;
 
@@ -30,6 +31,20 @@ struct Peer {
     session: Session,
     /// When it last sent a datagram (for expiry).
     last_rx: Instant,
+    /// `max_messages_per_second` for this source address.
+    rate: RateLimiter,
+}
+
+/// The most a reply to an unknown source may be, relative to what it sent: an attacker spoofing
+/// a victim's address must not get more than this factor of amplification from error replies.
+const MAX_AMPLIFICATION: usize = 3;
+
+/// Sends `reply` to an unknown source only if it is small enough relative to the `received`
+/// datagram; otherwise stays silent.
+fn reply_unvalidated(socket: &UdpSocket, reply: &[u8], received: usize, addr: SocketAddr) {
+    if reply.len() <= received.saturating_mul(MAX_AMPLIFICATION) {
+        let _ = socket.try_send_to(reply, addr);
+    }
 }
 
 /// Peer address → peer. Locked by the receive loop per datagram and by peer tasks on expiry.
@@ -68,9 +83,18 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
         let existing = {
             let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
             table.get_mut(&addr).map(|p| {
-                p.last_rx = Instant::now();
-                p.session.clone()
+                let now = Instant::now();
+                p.last_rx = now;
+                (p.session.clone(), p.rate.take(now))
             })
+        };
+        let existing = match existing {
+            Some((_, false)) => {
+                server.hub.stats().udp_rate_limited();
+                continue;
+            }
+            Some((s, true)) => Some(s),
+            None => None,
         };
         let session = match existing {
             Some(s) => s,
@@ -80,7 +104,7 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
                     let reason = CloseReason::ServerFull {
                         max: server.config.limits.max_connections,
                     };
-                    let _ = socket.try_send_to(&encode_close_notice(format, &reason), addr);
+                    reply_unvalidated(&socket, &encode_close_notice(format, &reason), n, addr);
                     continue;
                 };
                 let session = match server.open_session(
@@ -91,7 +115,7 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
                 ) {
                     Ok(s) => s,
                     Err(reason) => {
-                        let _ = socket.try_send_to(&encode_close_notice(format, &reason), addr);
+                        reply_unvalidated(&socket, &encode_close_notice(format, &reason), n, addr);
                         continue;
                     }
                 };
@@ -100,6 +124,13 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
                     Peer {
                         session: session.clone(),
                         last_rx: Instant::now(),
+                        rate: {
+                            let now = Instant::now();
+                            let rate = server.config.limits.max_messages_per_second;
+                            let mut r = RateLimiter::new(rate, now);
+                            r.take(now); // this first datagram
+                            r
+                        },
                     },
                 );
                 server.tracker.spawn(peer_task(

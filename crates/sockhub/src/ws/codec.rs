@@ -31,6 +31,9 @@ const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
 /// GUID appended to `Sec-WebSocket-Key` to derive `Sec-WebSocket-Accept`.
 const HANDSHAKE_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/// Bytes charged against `max_message_size` for every fragment of a message after the first.
+pub const FRAGMENT_OVERHEAD: u64 = 16;
+
 /// RSV1: with permessage-deflate negotiated (RFC 7692) it marks the first frame
 /// of a compressed data message; never allowed on continuation or control frames.
 const RSV1: u8 = 0x40;
@@ -271,6 +274,8 @@ pub struct Decoder {
     frame_rsv1: bool,
     /// The data message in progress is compressed.
     compressed: bool,
+    /// Fragments of the data message in progress received before the current one.
+    fragments: u64,
 }
 
 impl Decoder {
@@ -300,6 +305,7 @@ impl Decoder {
             compression: false,
             frame_rsv1: false,
             compressed: false,
+            fragments: 0,
         }
     }
 
@@ -508,8 +514,11 @@ impl Decoder {
                 return Err(ProtocolError::ControlTooLong);
             }
         } else {
-            // For a continuation this is the running total of the message.
-            let size = self.buf.len() as u64 + len;
+            // For a continuation this is the running total of the message, plus a charge per
+            // earlier fragment: a flood of tiny or empty fragments costs the sender its budget
+            // (and us CPU per frame) even though it adds no payload.
+            let overhead = FRAGMENT_OVERHEAD * self.fragments;
+            let size = self.buf.len() as u64 + len + overhead;
             if size > self.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooLarge {
                     size,
@@ -538,6 +547,7 @@ impl Decoder {
         match self.frame_opcode {
             OpCode::Text | OpCode::Binary => {
                 self.message = Some(self.frame_opcode);
+                self.fragments = 0;
                 self.compressed = self.frame_rsv1;
                 self.buf.clear();
                 self.utf8_valid = 0;
@@ -620,6 +630,7 @@ impl Decoder {
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 if !self.frame_fin {
+                    self.fragments += 1;
                     return Ok(None);
                 }
                 let kind = self.message.take();
@@ -1391,7 +1402,9 @@ mod tests {
 
     #[test]
     fn fragmented_running_total_over_limit() {
-        let mut dec = Decoder::new(Role::Server, 10);
+        // Two earlier fragments are charged FRAGMENT_OVERHEAD each.
+        let max = 10 + 2 * FRAGMENT_OVERHEAD as usize;
+        let mut dec = Decoder::new(Role::Server, max);
         assert_eq!(
             decode_all(&mut dec, &client_raw(false, 0x1, b"123456")),
             Ok(vec![])
@@ -1404,8 +1417,27 @@ mod tests {
         // detected from the first two header bytes.
         let next = client_raw(true, 0x0, b"x");
         let err = dec.decode(&next[..2]).unwrap_err();
-        assert_eq!(err, ProtocolError::MessageTooLarge { size: 11, max: 10 });
+        assert_eq!(
+            err,
+            ProtocolError::MessageTooLarge {
+                size: 11 + 2 * FRAGMENT_OVERHEAD,
+                max
+            }
+        );
         assert_eq!(err.close_code(), 1009);
+    }
+
+    #[test]
+    fn a_flood_of_empty_fragments_runs_out_of_budget() {
+        let max = 1024;
+        let mut dec = Decoder::new(Role::Server, max);
+        let mut input = client_raw(false, 0x2, b"");
+        for _ in 0..1000 {
+            input.extend(client_raw(false, 0x0, b""));
+        }
+        let err = decode_all(&mut dec, &input).unwrap_err();
+        assert!(matches!(err, ProtocolError::MessageTooLarge { .. }));
+        assert!(dec.buffered() <= max);
     }
 
     #[test]

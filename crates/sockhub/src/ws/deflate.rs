@@ -32,7 +32,6 @@ pub struct DeflateConfig {
     pub no_context_takeover: bool,
 }
 
-
 /// What was agreed in the handshake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Agreed {
