@@ -228,6 +228,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let shutdown = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sockhub: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let listeners = match bind(&cfg).await {
             Ok(l) => l,
             Err(e) => {
@@ -255,7 +262,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             max_connections = cfg.limits.max_connections,
             "sockhub listening"
         );
-        server.serve(listeners, shutdown_signal()).await;
+        server.serve(listeners, shutdown).await;
         ExitCode::SUCCESS
     })
 }
@@ -296,26 +303,19 @@ fn warn_if_exposed(what: &str, a: SocketAddr) {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now and returns a future that resolves on
+/// either. Installing them before the "listening" line matters: a signal that arrives after it
+/// must shut down gracefully, never kill the process with the default action.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
-    }
+    })
 }
 
 fn init_logging(filter: &str) {

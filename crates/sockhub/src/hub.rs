@@ -309,6 +309,11 @@ impl HubInner {
             }
         };
         map.entry(name.clone()).or_default().insert(s.id, s.clone());
+        // Most sessions join one channel: start with room for exactly one (16 bytes, not the
+        // default 4 slots) and grow only when more are joined.
+        if mine.capacity() == 0 {
+            mine.reserve_exact(1);
+        }
         mine.push(name);
         Ok(())
     }

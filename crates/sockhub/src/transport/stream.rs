@@ -183,12 +183,16 @@ impl<C: StreamCodec> Connection<C> {
                     shutdown_seen = true;
                     self.session.shared.outbox.close(CloseReason::GoingAway);
                 }
-                r = self.stream.readable(), if !self.peer_done => {
+                // poll_*_ready rather than readable()/writable(): no readiness future is
+                // stored in this task, and the socket's single reader/writer waker slot is
+                // taken over from hyper's finished handshake task (which a waiter-list future
+                // would leave registered there, keeping that task's memory alive).
+                r = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if !self.peer_done => {
                     if r.is_ok() {
                         self.read_ready();
                     }
                 }
-                _ = self.stream.writable(), if !self.writing.is_empty() => {}
+                _ = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if !self.writing.is_empty() => {}
                 _ = self.session.shared.outbox.notified() => {}
                 _ = &mut timer => {
                     if let Some(reason) = self.on_timer(limits) {
