@@ -19,7 +19,7 @@ pub struct Limits {
     /// UDP: dropped and counted. Checked on the header before anything is allocated.
     pub max_message_size: usize,
     /// Time allowed from TCP accept to a complete WebSocket upgrade request. Default 10 s.
-    /// Beyond it the connection is closed (HTTP 408 if headers had started).
+    /// Beyond it the connection is closed.
     #[serde(deserialize_with = "duration")]
     pub handshake_timeout: Duration,
     /// A WebSocket session that sends nothing for this long — not even a pong to the pings sent
@@ -219,9 +219,10 @@ pub struct ServerConfig {
 /// A message naming the accepted forms.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(secs) = s.trim().parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+        // try_: a huge or negative number of seconds is an error, not a panic (fuzzing found
+        // `1e20`).
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("invalid duration {s:?}: not a representable number of seconds"));
     }
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 250ms, 10s, 2m)"))
@@ -235,10 +236,11 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Text(String),
     }
     match Raw::deserialize(d)? {
-        Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
-        Raw::Secs(s) => Err(serde::de::Error::custom(format!(
-            "invalid duration {s}: must be a non-negative number of seconds"
-        ))),
+        Raw::Secs(s) => Duration::try_from_secs_f64(s).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s}: must be a non-negative, representable number of seconds"
+            ))
+        }),
         Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
     }
 }
@@ -246,6 +248,21 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_duration_float_seconds_overflow() {
+        // Found by the parse_duration fuzz target: a panic before the fix.
+        assert!(parse_duration("1e20").is_err());
+        assert!(parse_duration("33333333333833333338").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn config_duration_float_seconds_overflow() {
+        // Found by the config fuzz target: the deserializer panicked on the same input.
+        let e = serde_json::from_str::<Limits>(r#"{"idle_timeout":1e20}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid duration"), "{e}");
+    }
 
     #[test]
     fn durations_parse() {

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -52,6 +52,8 @@ pub(crate) struct HubInner {
     max_subscriptions: usize,
     /// Counters.
     pub(crate) stats: Stats,
+    /// Zero of the millisecond clock in `SessionShared::last_rx_ms`.
+    epoch: tokio::time::Instant,
 }
 
 /// The hub's view of one session; the transport's driver holds the same `Arc`.
@@ -68,6 +70,10 @@ pub(crate) struct SessionShared {
     pub outbox: Outbox,
     /// Channels it is subscribed to, so closing can unsubscribe without scanning every channel.
     pub channels: Mutex<Vec<ChannelName>>,
+    /// When the client last sent anything, in ms since the hub's epoch (read by the sweeper).
+    pub last_rx_ms: AtomicU64,
+    /// A heartbeat ping was sent since `last_rx_ms`.
+    pub ping_sent: AtomicBool,
 }
 
 /// Why a subscribe failed.
@@ -130,6 +136,7 @@ impl Hub {
             outbox_limits: OutboxLimits::from(limits),
             max_subscriptions: limits.max_subscriptions,
             stats: Stats::default(),
+            epoch: tokio::time::Instant::now(),
         });
         inner.broker.attach(BrokerSink {
             hub: Arc::downgrade(&inner),
@@ -235,6 +242,8 @@ impl HubInner {
             format,
             outbox: Outbox::default(),
             channels: Mutex::new(Vec::new()),
+            last_rx_ms: AtomicU64::new(self.now_ms()),
+            ping_sent: AtomicBool::new(false),
         });
         self.sessions
             .write()
@@ -242,6 +251,52 @@ impl HubInner {
             .insert(id, s.clone());
         self.stats.session_opened(transport);
         s
+    }
+
+    /// Milliseconds since the hub's epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Records that a session's client sent something.
+    pub(crate) fn touch(&self, s: &SessionShared) {
+        s.last_rx_ms.store(self.now_ms(), Ordering::Relaxed);
+        if s.ping_sent.load(Ordering::Relaxed) {
+            s.ping_sent.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// One pass of the heartbeat sweeper over every stream session: a WebSocket quiet for
+    /// `ping_interval` gets a ping; one quiet for `idle_timeout` (TCP: `tcp_idle_timeout`) is
+    /// closed with [`CloseReason::IdleTimeout`]. One task for all sessions instead of a timer
+    /// in each keeps an idle connection small. UDP peers expire in their own tasks.
+    pub(crate) fn sweep(&self, limits: &crate::Limits) {
+        /// An empty, unmasked ping frame.
+        static PING: [u8; 2] = [0x89, 0x00];
+        let now = self.now_ms();
+        let ms = |d: std::time::Duration| d.as_millis() as u64;
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        for s in sessions.values() {
+            let (idle, ping) = match s.transport {
+                Transport::WebSocket => (ms(limits.idle_timeout), ms(limits.ping_interval)),
+                Transport::Tcp => (ms(limits.tcp_idle_timeout), 0),
+                Transport::Udp => continue,
+            };
+            let quiet = now.saturating_sub(s.last_rx_ms.load(Ordering::Relaxed));
+            if idle > 0 && quiet >= idle {
+                s.outbox.close(CloseReason::IdleTimeout);
+            } else if ping > 0 && quiet >= ping && !s.ping_sent.swap(true, Ordering::Relaxed) {
+                s.outbox.push_heartbeat(Bytes::from_static(&PING));
+            }
+        }
+    }
+
+    /// Asks every session to close with `reason` (shutdown).
+    pub(crate) fn close_all(&self, reason: &CloseReason) {
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        for s in sessions.values() {
+            s.outbox.close(reason.clone());
+        }
     }
 
     /// Unsubscribes a session from everything and forgets it. Idempotent.

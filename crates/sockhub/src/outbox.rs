@@ -152,6 +152,23 @@ impl Outbox {
         result
     }
 
+    /// Queues a heartbeat ping unless the session is closing (a ping must never follow a close
+    /// notice). Not limited: at most one is outstanding per session.
+    pub(crate) fn push_heartbeat(&self, frame: Bytes) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.closing.is_some() {
+            return;
+        }
+        st.bytes += frame.len();
+        st.frames += 1;
+        let was_empty = st.queue.is_empty();
+        st.queue.push_back(frame);
+        drop(st);
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
     /// Queues a frame of the driver's own (close notice, close echo, ping, pong) even while
     /// closing: the driver alone decides what follows a close request.
     pub(crate) fn push_internal(&self, frame: Bytes) {

@@ -306,7 +306,18 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
         }
         Protocol::Json => {
             let framing = session.format().framing;
-            let reply = |ev: Event<'_>| session.send_control(encode_event(framing, &ev));
+            // Over UDP the source address is unverified: a reply may be at most 3x the datagram
+            // that caused it (no amplification); a larger one is dropped.
+            let budget = match framing {
+                Framing::Datagram => message.len().saturating_mul(3),
+                _ => usize::MAX,
+            };
+            let reply = |ev: Event<'_>| {
+                let frame = encode_event(framing, &ev);
+                if frame.len() <= budget {
+                    session.send_control(frame);
+                }
+            };
             let cmd = match parse_command(message.payload()) {
                 Ok(c) => c,
                 Err(e) => {

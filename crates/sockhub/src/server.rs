@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
@@ -16,7 +17,7 @@ use crate::config::{Protocol, ServerConfig, TcpOptions, UdpOptions};
 use crate::handler::{guarded, Broadcast, Handler, Reject};
 use crate::hub::Hub;
 use crate::message::Transport;
-use crate::protocol::{encode_event, Event, WireFormat};
+use crate::protocol::{encode_event, Event, Framing, WireFormat};
 use crate::session::Session;
 use crate::transport::{tcp, udp};
 
@@ -48,6 +49,12 @@ impl ServerShared {
     ) -> Result<Session, CloseReason> {
         let shared = self.hub.inner.register(transport, peer, format);
         let session = Session::new(shared, self.clone());
+        // Checked after registering: a shutdown that starts later finds this session in the
+        // registry and closes it; one that started earlier is seen here.
+        if self.shutdown.is_cancelled() {
+            self.hub.inner.unregister(&session.shared);
+            return Err(CloseReason::GoingAway);
+        }
         for ch in channels {
             if let Err(e) = session.subscribe(ch.as_ref()) {
                 self.hub.inner.unregister(&session.shared);
@@ -66,7 +73,8 @@ impl ServerShared {
                 return Err(CloseReason::Internal("on_connect failed".into()));
             }
         }
-        if format.protocol == Protocol::Json {
+        // UDP gets no greeting: a datagram from a spoofed source must not buy a larger answer.
+        if format.protocol == Protocol::Json && format.framing != Framing::Datagram {
             let channels = session.channels();
             session.send_control(encode_event(
                 format.framing,
@@ -104,6 +112,29 @@ impl ServerShared {
             %reason,
             "disconnect"
         );
+    }
+}
+
+/// Runs the heartbeat sweeper ([`crate::hub`]'s `sweep`) until shutdown, often enough for the
+/// shortest of `ping_interval`, `idle_timeout` and `tcp_idle_timeout` (a quarter of it, between
+/// 10 ms and 1 s).
+async fn sweep(server: Arc<ServerShared>) {
+    let l = &server.config.limits;
+    let Some(shortest) = [l.ping_interval, l.idle_timeout, l.tcp_idle_timeout]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+    else {
+        return;
+    };
+    let tick = (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = server.shutdown.cancelled() => return,
+            _ = interval.tick() => server.hub.inner.sweep(l),
+        }
     }
 }
 
@@ -191,12 +222,14 @@ impl Server {
         if let Some((socket, options)) = listeners.udp {
             s.tracker.spawn(udp::run(s.clone(), socket, options));
         }
+        s.tracker.spawn(sweep(s.clone()));
         shutdown.await;
         tracing::info!(
             sessions = s.hub.session_count(),
             "shutting down: closing listeners and telling clients"
         );
         s.shutdown.cancel();
+        s.hub.inner.close_all(&CloseReason::GoingAway);
         s.tracker.close();
         // Each connection enforces drain_timeout + close_timeout itself; this outer bound only
         // guards against a bug leaving a task behind.

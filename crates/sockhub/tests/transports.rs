@@ -191,9 +191,7 @@ async fn json_protocol_over_tcp_and_udp() {
     assert!(tcp.read_line().await.starts_with(r#"{"type":"connected""#));
     let udp = UdpClient::connect(srv.udp).await;
     udp.send(br#"{"type":"subscribe","channel":"ops"}"#).await;
-    assert!(String::from_utf8(udp.recv().await)
-        .unwrap()
-        .starts_with(r#"{"type":"connected""#));
+    // No `connected` greeting over UDP (it would answer a spoofed datagram with more bytes).
     assert_eq!(
         udp.recv().await,
         br#"{"type":"subscribed","channel":"ops"}"#

@@ -54,8 +54,6 @@ pub(crate) trait StreamCodec: Send + 'static {
     fn close_notice(&self, reason: &CloseReason) -> Option<Bytes>;
     /// The reply to a client's WebSocket close frame.
     fn close_reply(&self, code: Option<u16>) -> Option<Bytes>;
-    /// A heartbeat ping frame, if the transport has pings.
-    fn ping(&self) -> Option<Bytes>;
     /// Release buffers held between messages (called when a read leaves nothing pending).
     fn shrink_idle(&mut self);
 }
@@ -86,12 +84,8 @@ pub(crate) struct Connection<C> {
     front_written: usize,
     /// Decoded items waiting for dispatch (kept to reuse its allocation across reads).
     inbound: Vec<Inbound>,
-    /// When the client last sent anything.
+    /// When the client last sent anything (for the rate limiter).
     last_rx: Instant,
-    /// A heartbeat ping is out and unanswered since `last_rx`.
-    ping_outstanding: bool,
-    /// Close the session after this long without input (0: never); per transport.
-    idle_timeout: std::time::Duration,
     /// `max_messages_per_second`.
     rate: RateLimiter,
     /// Open or closing.
@@ -103,18 +97,12 @@ pub(crate) struct Connection<C> {
 }
 
 impl<C: StreamCodec> Connection<C> {
-    pub(crate) fn new(
-        stream: TcpStream,
-        codec: C,
-        session: Session,
-        idle_timeout: std::time::Duration,
-    ) -> Self {
+    pub(crate) fn new(stream: TcpStream, codec: C, session: Session) -> Self {
         let rate = RateLimiter::new(
             session.server().config.limits.max_messages_per_second,
             Instant::now(),
         );
         Connection {
-            idle_timeout,
             rate,
             stream,
             codec,
@@ -123,7 +111,6 @@ impl<C: StreamCodec> Connection<C> {
             front_written: 0,
             inbound: Vec::new(),
             last_rx: Instant::now(),
-            ping_outstanding: false,
             phase: Phase::Open,
             peer_done: false,
             write_shut: false,
@@ -131,58 +118,35 @@ impl<C: StreamCodec> Connection<C> {
     }
 
     /// Runs until the connection is over; returns why. The caller unregisters the session.
+    ///
+    /// Two phases, each its own future so that only one is stored in the task at a time: while
+    /// open, the task waits on nothing but socket readiness and its outbox (heartbeats, idle
+    /// timeouts and shutdown reach it through the outbox, from the server's sweeper); only a
+    /// closing connection holds a timer.
     pub(crate) async fn run(&mut self, already_read: &[u8]) -> CloseReason {
-        let server = self.session.server().clone();
-        let limits = &server.config.limits;
         if !already_read.is_empty() {
             self.process(already_read);
         }
-        let mut shutdown_seen = false;
-        let timer = sleep_until(self.next_deadline());
-        tokio::pin!(timer);
+        match self.run_open().await {
+            // Boxed: the closing phase's timer and futures are allocated only for the moments a
+            // connection spends closing, not reserved in every idle connection's task.
+            Ok(()) => Box::pin(self.run_closing()).await,
+            Err(reason) => reason,
+        }
+    }
+
+    /// The open phase: returns `Ok` when a close has begun, `Err` when the socket failed.
+    async fn run_open(&mut self) -> Result<(), CloseReason> {
         loop {
             // Everything queued so far joins the write queue; a close request starts closing.
             if let Some(reason) = self.session.shared.outbox.take(&mut self.writing) {
-                if matches!(self.phase, Phase::Open) {
-                    self.begin_close(reason);
-                    timer.as_mut().reset(self.next_deadline());
-                    continue;
-                }
+                self.begin_close(reason);
+                return Ok(());
             }
-            if let Err(e) = self.flush() {
-                return match &self.phase {
-                    Phase::Closing { reason, .. } => reason.clone(),
-                    Phase::Open => CloseReason::ConnectionLost(e.to_string()),
-                };
-            }
-            if let Phase::Closing { reason, .. } = &self.phase {
-                let reason = reason.clone();
-                if self.writing.is_empty() {
-                    if !self.write_shut {
-                        // FIN after the close notice; keep reading so unread input does not
-                        // turn our close into a reset that could destroy the notice. From here
-                        // the peer has `close_timeout` to close its side.
-                        self.write_shut = true;
-                        let _ = self.stream.shutdown().await;
-                        let linger = Instant::now() + limits.close_timeout;
-                        if let Phase::Closing { deadline, .. } = &mut self.phase {
-                            if linger < *deadline {
-                                *deadline = linger;
-                                timer.as_mut().reset(linger);
-                            }
-                        }
-                    }
-                    if self.peer_done {
-                        return reason;
-                    }
-                }
-            }
+            self.flush()
+                .map_err(|e| CloseReason::ConnectionLost(e.to_string()))?;
             tokio::select! {
                 biased;
-                _ = server.shutdown.cancelled(), if !shutdown_seen => {
-                    shutdown_seen = true;
-                    self.session.shared.outbox.close(CloseReason::GoingAway);
-                }
                 // poll_*_ready rather than readable()/writable(): no readiness future is
                 // stored in this task, and the socket's single reader/writer waker slot is
                 // taken over from hyper's finished handshake task (which a waiter-list future
@@ -194,57 +158,56 @@ impl<C: StreamCodec> Connection<C> {
                 }
                 _ = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if !self.writing.is_empty() => {}
                 _ = self.session.shared.outbox.notified() => {}
-                _ = &mut timer => {
-                    if let Some(reason) = self.on_timer(limits) {
-                        return reason;
-                    }
-                    timer.as_mut().reset(self.next_deadline());
-                }
             }
         }
     }
 
-    /// The earliest moment the timer must look at this connection.
-    fn next_deadline(&self) -> Instant {
-        let limits = &self.session.server().config.limits;
-        match &self.phase {
-            Phase::Closing { deadline, .. } => *deadline,
-            Phase::Open => {
-                let far = Instant::now() + std::time::Duration::from_secs(86_400);
-                let idle = (!self.idle_timeout.is_zero()).then(|| self.last_rx + self.idle_timeout);
-                let ping = (!self.ping_outstanding
-                    && !limits.ping_interval.is_zero()
-                    && self.codec.ping().is_some())
-                .then(|| self.last_rx + limits.ping_interval);
-                [idle, ping].into_iter().flatten().min().unwrap_or(far)
+    /// The closing phase: drain the write queue (close notice last), half-close, and linger
+    /// until the peer closes too or the deadline passes.
+    async fn run_closing(&mut self) -> CloseReason {
+        let close_timeout = self.session.server().config.limits.close_timeout;
+        let Phase::Closing { deadline, .. } = &self.phase else {
+            return CloseReason::Internal("closing phase without a reason".into());
+        };
+        let timer = sleep_until(*deadline);
+        tokio::pin!(timer);
+        loop {
+            self.session.shared.outbox.take(&mut self.writing);
+            let Phase::Closing { reason, .. } = &self.phase else {
+                return CloseReason::Internal("closing phase without a reason".into());
+            };
+            let reason = reason.clone();
+            if self.flush().is_err() {
+                return reason;
             }
-        }
-    }
-
-    /// Handles a timer expiry; returns a reason when the connection must end now.
-    fn on_timer(&mut self, limits: &crate::Limits) -> Option<CloseReason> {
-        let now = Instant::now();
-        match &self.phase {
-            Phase::Closing { reason, deadline } => {
-                if now >= *deadline {
-                    return Some(reason.clone());
-                }
-            }
-            Phase::Open => {
-                if !self.idle_timeout.is_zero() && now >= self.last_rx + self.idle_timeout {
-                    self.request_close(CloseReason::IdleTimeout);
-                } else if !self.ping_outstanding
-                    && !limits.ping_interval.is_zero()
-                    && now >= self.last_rx + limits.ping_interval
-                {
-                    if let Some(ping) = self.codec.ping() {
-                        self.ping_outstanding = true;
-                        self.session.shared.outbox.push_internal(ping);
+            if self.writing.is_empty() {
+                if !self.write_shut {
+                    // FIN after the close notice; keep reading so unread input does not turn
+                    // our close into a reset that could destroy the notice. From here the peer
+                    // has `close_timeout` to close its side.
+                    self.write_shut = true;
+                    let _ = self.stream.shutdown().await;
+                    let linger = Instant::now() + close_timeout;
+                    if linger < timer.deadline() {
+                        timer.as_mut().reset(linger);
                     }
                 }
+                if self.peer_done {
+                    return reason;
+                }
+            }
+            tokio::select! {
+                biased;
+                r = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if !self.peer_done => {
+                    if r.is_ok() {
+                        self.read_ready();
+                    }
+                }
+                _ = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if !self.writing.is_empty() => {}
+                _ = self.session.shared.outbox.notified() => {}
+                _ = &mut timer => return reason,
             }
         }
-        None
     }
 
     /// Records a close decided by the driver itself (protocol error, timeout, peer close).
@@ -325,7 +288,8 @@ impl<C: StreamCodec> Connection<C> {
     /// failed, so later reads only watch for the peer to go away.
     fn decode_all(&mut self, mut input: &[u8]) -> Option<CloseReason> {
         self.last_rx = Instant::now();
-        self.ping_outstanding = false;
+        // For the server's sweeper: this session is alive (heartbeat and idle timeout).
+        self.session.server().hub.inner.touch(&self.session.shared);
         while !input.is_empty() {
             match self.codec.decode(input) {
                 Ok((used, item)) => {

@@ -81,10 +81,6 @@ impl StreamCodec for TcpCodec {
         None
     }
 
-    fn ping(&self) -> Option<Bytes> {
-        None
-    }
-
     fn shrink_idle(&mut self) {}
 }
 
@@ -177,8 +173,7 @@ pub(crate) async fn serve_connection(
         }
     };
     let codec = TcpCodec::new(&options, server.config.limits.max_message_size);
-    let idle = server.config.limits.tcp_idle_timeout;
-    let mut conn = Connection::new(stream, codec, session.clone(), idle);
+    let mut conn = Connection::new(stream, codec, session.clone());
     let reason = conn.run(&[]).await;
     drop(conn);
     drop(permit);

@@ -106,10 +106,6 @@ impl StreamCodec for WsCodec {
         })
     }
 
-    fn ping(&self) -> Option<Bytes> {
-        Some(codec::server_frame(OpCode::Ping, &[]))
-    }
-
     fn shrink_idle(&mut self) {
         self.decoder.shrink_idle();
     }
@@ -298,10 +294,9 @@ pub(crate) fn upgrade(
                     let early = parts.read_buf.to_vec();
                     drop(parts.read_buf);
                     let codec = WsCodec::new(server2.config.limits.max_message_size, deflate);
-                    let idle = server2.config.limits.idle_timeout;
                     // Bound to a local and run by reference: the connection is stored once in
                     // this task, not once here and again inside `run`'s future.
-                    let mut conn = Connection::new(stream, codec, session.clone(), idle);
+                    let mut conn = Connection::new(stream, codec, session.clone());
                     conn.run(&early).await
                 }
                 Err(_) => CloseReason::Internal("upgraded connection is not a TCP stream".into()),

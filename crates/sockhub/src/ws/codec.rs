@@ -263,7 +263,8 @@ pub struct Decoder {
     /// Prefix of `buf` known to be complete, valid UTF-8 (text messages only).
     utf8_valid: usize,
     /// Payload of the control frame in progress.
-    control: [u8; MAX_CONTROL_PAYLOAD],
+    /// (Heap, and only while a control frame arrives: an idle decoder holds no buffer.)
+    control: Vec<u8>,
     /// Number of valid bytes in `control`.
     control_len: usize,
     /// The error that poisoned this decoder, if any.
@@ -299,7 +300,7 @@ impl Decoder {
             message: None,
             buf: Vec::new(),
             utf8_valid: 0,
-            control: [0; MAX_CONTROL_PAYLOAD],
+            control: Vec::new(),
             control_len: 0,
             error: None,
             compression: false,
@@ -517,8 +518,13 @@ impl Decoder {
             // For a continuation this is the running total of the message, plus a charge per
             // earlier fragment: a flood of tiny or empty fragments costs the sender its budget
             // (and us CPU per frame) even though it adds no payload.
-            let overhead = FRAGMENT_OVERHEAD * self.fragments;
-            let size = self.buf.len() as u64 + len + overhead;
+            // Only continuations: a new message starts from zero (fuzzing found the previous
+            // message's fragments charged to the next one).
+            let size = if self.frame_opcode == OpCode::Continuation {
+                self.buf.len() as u64 + len + FRAGMENT_OVERHEAD * self.fragments
+            } else {
+                len
+            };
             if size > self.max_message_size as u64 {
                 return Err(ProtocolError::MessageTooLarge {
                     size,
@@ -553,7 +559,12 @@ impl Decoder {
                 self.utf8_valid = 0;
             }
             OpCode::Continuation => {}
-            OpCode::Close | OpCode::Ping | OpCode::Pong => self.control_len = 0,
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+                self.control_len = 0;
+                self.control.clear();
+                // frame_len <= 125 was checked on the header.
+                self.control.reserve_exact(self.frame_len as usize);
+            }
         }
     }
 
@@ -562,8 +573,8 @@ impl Decoder {
     fn read_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
         let n = chunk.len();
         if self.frame_opcode.is_control() {
+            self.control.extend_from_slice(chunk);
             let dst = &mut self.control[self.control_len..self.control_len + n];
-            dst.copy_from_slice(chunk);
             if let Some(mask) = self.frame_mask {
                 apply_mask(dst, mask, self.mask_offset);
             }
@@ -622,6 +633,7 @@ impl Decoder {
             OpCode::Pong => Ok(Some(Event::Pong(self.control_payload()))),
             OpCode::Close => {
                 let close = parse_close_payload(&self.control[..self.control_len])?;
+                self.control = Vec::new();
                 self.state = State::Closed;
                 self.message = None;
                 self.buf = Vec::new();
@@ -653,8 +665,10 @@ impl Decoder {
         }
     }
 
-    fn control_payload(&self) -> Bytes {
-        Bytes::copy_from_slice(&self.control[..self.control_len])
+    /// Hands over the control payload buffer (sized exactly, so no copy) and leaves none.
+    fn control_payload(&mut self) -> Bytes {
+        self.control.truncate(self.control_len);
+        Bytes::from(std::mem::take(&mut self.control))
     }
 }
 
@@ -1425,6 +1439,23 @@ mod tests {
             }
         );
         assert_eq!(err.close_code(), 1009);
+    }
+
+    #[test]
+    fn fragment_overhead_carried_into_next_message() {
+        // Found by the ws_roundtrip fuzz target: a fragmented message followed by a message
+        // that fits was refused with 1009.
+        let mut dec = Decoder::new(Role::Server, 20);
+        let mut input = client_raw(false, 0x2, b"a");
+        input.extend(client_raw(true, 0x0, b"b"));
+        input.extend(client(OpCode::Binary, b"0123456789"));
+        assert_eq!(
+            decode_all(&mut dec, &input),
+            Ok(vec![
+                Event::Binary(Bytes::from_static(b"ab")),
+                Event::Binary(Bytes::from_static(b"0123456789"))
+            ])
+        );
     }
 
     #[test]

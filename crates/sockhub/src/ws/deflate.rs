@@ -233,8 +233,10 @@ fn inflate_into(
 ) -> Result<Vec<u8>, InflateError> {
     // Start small and grow by doubling, never beyond one byte over the limit: that byte is the
     // proof of "too large", and a bomb never gets more memory than the limit.
+    // (min/max, not clamp: with a limit under 63 bytes clamp's bounds would cross and panic,
+    // as fuzzing found.)
     let mut out: Vec<u8> =
-        Vec::with_capacity(compressed.len().saturating_mul(2).clamp(64, max + 1));
+        Vec::with_capacity(compressed.len().saturating_mul(2).max(64).min(max + 1));
     for chunk in [compressed, &SYNC_TAIL[..]] {
         let mut pos = 0;
         loop {
@@ -337,6 +339,16 @@ mod tests {
         );
         let mut inf = Inflater::default();
         assert_eq!(inf.inflate(&c, 10 << 20).unwrap().len(), 10 << 20);
+    }
+
+    #[test]
+    fn inflate_limit_below_64_bytes() {
+        // Found by the ws_inflate fuzz target: a panic before the fix.
+        let c = compress(&[b'x'; 200], 15).unwrap();
+        let mut inf = Inflater::default();
+        assert_eq!(inf.inflate(&c, 17), Err(InflateError::TooLarge { max: 17 }));
+        let mut inf = Inflater::default();
+        assert_eq!(inf.inflate(&[0x02, 0x00], 17), Ok(vec![]));
     }
 
     #[test]
