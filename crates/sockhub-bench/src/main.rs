@@ -3,7 +3,7 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "sockhub-bench", version)]
+#[command(name = "sockhub-bench", version, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
     args: sockhub_bench::BenchArgs,

@@ -32,6 +32,9 @@ enum Command {
     /// Connect to a server like netcat/websocat: stdin lines go out, received messages go to
     /// stdout. URL: ws://HOST:PORT/PATH?channel=…, tcp://HOST:PORT, udp://HOST:PORT.
     Connect(connect::ConnectArgs),
+    /// Load generator (loopback only): `echo`, `broadcast` and `idle` scenarios against a
+    /// WebSocket server; results per server CPU-second with `--pid`. See docs/performance.md.
+    Bench(sockhub_bench::BenchArgs),
 }
 
 /// Flags of `sockhub serve`. Each also reads an environment variable (shown in --help); a flag
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Connect(args) => connect::main(args),
+        Command::Bench(args) => sockhub_bench::run(args),
     }
 }
 
@@ -217,10 +221,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.workers {
+        builder.worker_threads(usize::from(n));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sockhub: cannot start the runtime: {e}");

@@ -181,3 +181,17 @@ fn connect_reports_a_refused_connection() {
     assert_eq!(code, 1);
     assert!(err.contains("unsupported scheme"), "{err}");
 }
+
+#[test]
+fn workers_sets_the_runtime_threads() {
+    let mut s = Sockhub::serve(&["--workers", "5"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    let threads: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    // 5 workers plus the main thread (blocking-pool threads only appear on demand).
+    assert!(threads >= 6, "{threads} threads");
+    assert!(s.stop("TERM").success());
+}

@@ -247,12 +247,27 @@ impl<C: StreamCodec> Connection<C> {
 
     /// Reads what the socket has (once) and processes it.
     fn read_ready(&mut self) {
+        let mut drained = false;
         let result = SCRATCH.with_borrow_mut(|buf| match self.stream.try_read(buf) {
             Ok(0) => Err(None),
-            Ok(n) => Ok(self.decode_all(&buf[..n])),
+            Ok(n) => {
+                drained = n < buf.len();
+                Ok(self.decode_all(&buf[..n]))
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(Some(e)),
         });
+        if drained {
+            // A short read emptied the socket: clear its readiness now instead of paying one
+            // more read that only returns EAGAIN (one read per readable event, not two). Safe
+            // with edge-triggered epoll: tokio clears only if no new event arrived since, and
+            // never clears end-of-stream (a FIN still wakes us for the final 0-byte read).
+            let _ = self
+                .stream
+                .try_io(tokio::io::Interest::READABLE, || -> io::Result<()> {
+                    Err(io::ErrorKind::WouldBlock.into())
+                });
+        }
         match result {
             Ok(error) => {
                 // Messages that arrived before a framing error are still delivered (and
