@@ -76,7 +76,35 @@ impl Default for Setup {
     }
 }
 
+impl Setup {
+    /// The default setup with these limits (keeping the test-friendly `close_timeout`).
+    pub fn with_limits(limits: sockhub::Limits) -> Setup {
+        let mut s = Setup::default();
+        s.config.limits = sockhub::Limits {
+            close_timeout: s.config.limits.close_timeout,
+            ..limits
+        };
+        s
+    }
+}
+
 impl TestServer {
+    /// A broadcast server with these limits (see [`Setup::with_limits`]).
+    pub async fn start_limits(limits: sockhub::Limits) -> TestServer {
+        TestServer::start_with(Setup::with_limits(limits), Broadcast).await
+    }
+
+    /// Relays one message between two fresh WebSocket clients on channel `health` and returns
+    /// how long the relay took: the "a healthy client is still served" check after a fault.
+    pub async fn relay_check(&self) -> Duration {
+        let mut a = WsClient::connect(&self.ws_url("/ws?channel=health")).await;
+        let mut b = WsClient::connect(&self.ws_url("/ws?channel=health")).await;
+        let t = std::time::Instant::now();
+        a.send_text("still here").await;
+        assert_eq!(b.recv_text().await, "still here");
+        t.elapsed()
+    }
+
     /// The default server (broadcast behaviour, one TCP lines listener, UDP).
     pub async fn start() -> TestServer {
         TestServer::start_with(Setup::default(), Broadcast).await

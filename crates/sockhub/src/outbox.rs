@@ -139,6 +139,21 @@ impl Outbox {
                 }
             }
         };
+        self.enqueue(st, frame);
+        result
+    }
+
+    /// Queues a heartbeat ping unless the session is closing (a ping must never follow a close
+    /// notice). Not limited: at most one is outstanding per session.
+    pub(crate) fn push_heartbeat(&self, frame: Bytes) {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.closing.is_none() {
+            self.enqueue(st, frame);
+        }
+    }
+
+    /// Appends `frame` (accounted) and wakes the driver if the queue was empty.
+    fn enqueue(&self, mut st: std::sync::MutexGuard<'_, State>, frame: Bytes) {
         st.bytes += frame.len();
         st.frames += 1;
         let was_empty = st.queue.is_empty();
@@ -149,38 +164,13 @@ impl Outbox {
         if was_empty {
             self.notify.notify_one();
         }
-        result
-    }
-
-    /// Queues a heartbeat ping unless the session is closing (a ping must never follow a close
-    /// notice). Not limited: at most one is outstanding per session.
-    pub(crate) fn push_heartbeat(&self, frame: Bytes) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.closing.is_some() {
-            return;
-        }
-        st.bytes += frame.len();
-        st.frames += 1;
-        let was_empty = st.queue.is_empty();
-        st.queue.push_back(frame);
-        drop(st);
-        if was_empty {
-            self.notify.notify_one();
-        }
     }
 
     /// Queues a frame of the driver's own (close notice, close echo, ping, pong) even while
     /// closing: the driver alone decides what follows a close request.
     pub(crate) fn push_internal(&self, frame: Bytes) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.bytes += frame.len();
-        st.frames += 1;
-        let was_empty = st.queue.is_empty();
-        st.queue.push_back(frame);
-        drop(st);
-        if was_empty {
-            self.notify.notify_one();
-        }
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.enqueue(st, frame);
     }
 
     /// Asks the driver to close the session with `reason`. Returns false if it was already

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use sockhub::{Limits, Protocol, ServerConfig, UdpOptions};
+use sockhub::{Limits, Protocol, UdpOptions};
 use sockhub_testkit::{eventually, within, Setup, TcpClient, TestServer, UdpClient, WsClient};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -27,30 +27,17 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 fn setup(limits: Limits) -> Setup {
-    let mut s = Setup::default();
-    s.config = ServerConfig {
-        limits: Limits {
-            close_timeout: s.config.limits.close_timeout,
-            ..limits
-        },
-        ..ServerConfig::default()
-    };
-    s
+    Setup::with_limits(limits)
 }
 
 async fn start(limits: Limits) -> TestServer {
-    TestServer::start_with(setup(limits), sockhub::Broadcast).await
+    TestServer::start_limits(limits).await
 }
 
 /// Proves the server still relays between two fresh clients, and promptly: the one round trip
 /// (send → relay → receive) is timed and must stay under [`HEALTHY_RELAY`]. Returns its time.
 async fn still_serving(srv: &TestServer) -> Duration {
-    let mut a = WsClient::connect(&srv.ws_url("/ws?channel=health")).await;
-    let mut b = WsClient::connect(&srv.ws_url("/ws?channel=health")).await;
-    let t = Instant::now();
-    a.send_text("still here").await;
-    assert_eq!(b.recv_text().await, "still here");
-    let took = t.elapsed();
+    let took = srv.relay_check().await;
     assert!(
         took < HEALTHY_RELAY,
         "a healthy relay took {took:?} (limit {HEALTHY_RELAY:?})"

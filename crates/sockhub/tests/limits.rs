@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sockhub::{Limits, ServerConfig, TcpFraming, TcpOptions};
+use sockhub::{Limits, TcpFraming, TcpOptions};
 use sockhub_testkit::{
     eventually, http_request, upgrade_request, within, Setup, TcpClient, TestServer, UdpClient,
     WsClient,
@@ -12,27 +12,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn setup(limits: Limits) -> Setup {
-    let mut s = Setup::default();
-    s.config = ServerConfig {
-        limits: Limits {
-            close_timeout: s.config.limits.close_timeout,
-            ..limits
-        },
-        ..ServerConfig::default()
-    };
-    s
+    Setup::with_limits(limits)
 }
 
 async fn start(limits: Limits) -> TestServer {
-    TestServer::start_with(setup(limits), sockhub::Broadcast).await
+    TestServer::start_limits(limits).await
 }
 
 /// Proves the server still relays between two fresh clients.
 async fn still_serving(srv: &TestServer) {
-    let mut a = WsClient::connect(&srv.ws_url("/ws?channel=health")).await;
-    let mut b = WsClient::connect(&srv.ws_url("/ws?channel=health")).await;
-    a.send_text("still here").await;
-    assert_eq!(b.recv_text().await, "still here");
+    srv.relay_check().await;
 }
 
 #[tokio::test]
