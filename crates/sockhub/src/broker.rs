@@ -5,7 +5,6 @@
 
 use std::sync::Weak;
 
-use crate::hub::HubInner;
 use crate::message::{ChannelName, Message};
 
 /// Relays publishes between nodes.
@@ -47,11 +46,26 @@ impl Broker for MemoryBroker {
     }
 }
 
+/// What a [`BrokerSink`] delivers into: the hub, seen only through this one operation, so
+/// that brokers stay independent of the hub's internals.
+pub(crate) trait LocalDelivery: Send + Sync {
+    /// Fans a remote publish out to local subscribers; returns deliveries.
+    fn deliver_local(&self, channel: ChannelName, message: Message) -> usize;
+}
+
 /// How a broker delivers a publish from another node to this node's subscribers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BrokerSink {
     /// Weak, so a broker task that outlives the hub does not keep it alive.
-    pub(crate) hub: Weak<HubInner>,
+    pub(crate) hub: Weak<dyn LocalDelivery>,
+}
+
+impl std::fmt::Debug for BrokerSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerSink")
+            .field("hub_alive", &(self.hub.strong_count() > 0))
+            .finish()
+    }
 }
 
 impl BrokerSink {
@@ -59,7 +73,7 @@ impl BrokerSink {
     /// Returns the number of local deliveries; 0 once the hub is gone.
     pub fn deliver(&self, channel: &str, message: Message) -> usize {
         match self.hub.upgrade() {
-            Some(hub) => hub.deliver_local(ChannelName::from(channel), message, None),
+            Some(hub) => hub.deliver_local(ChannelName::from(channel), message),
             None => 0,
         }
     }

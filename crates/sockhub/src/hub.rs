@@ -7,12 +7,12 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use bytes::Bytes;
 use indexmap::IndexMap;
 
-use crate::broker::{Broker, BrokerSink};
+use crate::broker::{Broker, BrokerSink, LocalDelivery};
 use crate::close::CloseReason;
 use crate::config::Protocol;
 use crate::message::{validate_channel_name, ChannelName, Message, SessionId, Transport};
@@ -138,9 +138,8 @@ impl Hub {
             stats: Stats::default(),
             epoch: tokio::time::Instant::now(),
         });
-        inner.broker.attach(BrokerSink {
-            hub: Arc::downgrade(&inner),
-        });
+        let hub: Weak<dyn LocalDelivery> = Arc::downgrade(&inner) as Weak<HubInner>;
+        inner.broker.attach(BrokerSink { hub });
         Hub { inner }
     }
 
@@ -397,20 +396,19 @@ impl HubInner {
         self.stats.published(n as u64);
         n
     }
+}
 
+impl LocalDelivery for HubInner {
     /// Local delivery only (a publish that came from another node).
-    pub(crate) fn deliver_local(
-        &self,
-        channel: ChannelName,
-        message: Message,
-        from: Option<SessionId>,
-    ) -> usize {
-        let p = Publication::new(channel, message, from);
+    fn deliver_local(&self, channel: ChannelName, message: Message) -> usize {
+        let p = Publication::new(channel, message, None);
         let n = self.fan_out(&p, None, None);
         self.stats.published(n as u64);
         n
     }
+}
 
+impl HubInner {
     /// A session's message to the other members of all its channels. A raw-protocol member of
     /// several of those channels gets it once (its bytes would be identical); json members get
     /// one `message` event per channel, since each names its channel.

@@ -41,7 +41,7 @@
 //! | [`protocol`] | the raw and json wire protocols: pure encoders and the json command parser |
 //! | [`ws`] | the RFC 6455 codec: sans-I/O frame decoder, encoder, handshake key |
 //! | [`framing`] | TCP line and length-prefixed decoders |
-//! | `transport` | sockets → sessions: the shared stream driver, WebSocket, TCP, UDP |
+//! | `transport` | sockets → sessions: the shared stream driver, WebSocket, TCP, UDP, and `dispatch` (what a client message does) |
 //! | [`http`] | the HTTP listener: WebSocket upgrade on `/` and `/ws`, `/healthz` |
 //! | [`broker`] | the [`Broker`] seam to other nodes, and the single-node [`MemoryBroker`] |
 //! | [`server`] | [`Server`]: runs listeners until a shutdown future, then drains |

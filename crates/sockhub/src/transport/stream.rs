@@ -17,9 +17,9 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::close::CloseReason;
 use crate::message::Message;
-use crate::protocol::dispatch;
 use crate::rate::RateLimiter;
 use crate::session::Session;
+use crate::transport::dispatch;
 
 /// Size of the per-thread read buffer. Large enough to take many small frames per `read`.
 const SCRATCH_SIZE: usize = 64 * 1024;

@@ -17,10 +17,11 @@ use tokio::time::Instant;
 use crate::close::CloseReason;
 use crate::config::UdpOptions;
 use crate::message::Message;
-use crate::protocol::{dispatch, encode_close_notice, Framing, WireFormat};
+use crate::protocol::{encode_close_notice, Framing, WireFormat};
 use crate::rate::RateLimiter;
 use crate::server::ServerShared;
 use crate::session::Session;
+use crate::transport::dispatch;
 
 /// Largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
