@@ -3,7 +3,7 @@
 //! `TokioIo<TcpStream>` (which the WebSocket upgrade downcasts back to a raw socket), apply the
 //! handshake timeout, and close idle keep-alive connections on shutdown.
 //!
-//! Later layers (publish API, metrics, demo page) add routes to [`router`]; it holds no state of
+//! Later layers (publish API, metrics, demo page) add routes to `router`; it holds no state of
 //! its own beyond the shared server.
 
 use std::convert::Infallible;
