@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -31,108 +29,9 @@ const HEALTHY_RELAY: Duration = Duration::from_millis(100);
 // ---------------------------------------------------------------------------------------------
 
 /// `sockhub serve` started through `prlimit --nofile=N:N`.
-struct Limited {
-    child: Child,
-    http: SocketAddr,
-    tcp: SocketAddr,
-    log: mpsc::Receiver<String>,
-    lines: Vec<String>,
-}
-
-fn field(line: &str, key: &str) -> Option<SocketAddr> {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.parse().ok())
-}
-
-impl Limited {
-    fn spawn(nofile: u32, args: &[&str]) -> Limited {
-        let mut child = Command::new("prlimit")
-            .arg(format!("--nofile={nofile}:{nofile}"))
-            .arg(common::bin())
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env("SOCKHUB_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn prlimit (util-linux) with sockhub");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut p = Limited {
-            child,
-            http: "0.0.0.0:0".parse().expect("addr"),
-            tcp: "0.0.0.0:0".parse().expect("addr"),
-            log,
-            lines: Vec::new(),
-        };
-        let line = p.wait_for_line("sockhub listening");
-        p.http = field(&line, "http").expect("http address in the listening line");
-        p.tcp = field(&line, "tcp").expect("tcp address in the listening line");
-        p
-    }
-
-    /// Waits (bounded) for a stderr line containing `needle`.
-    fn wait_for_line(&mut self, needle: &str) -> String {
-        if let Some(l) = self.lines.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) => {
-                    self.lines.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line containing {needle:?} within {WAIT:?}; log so far:\n{}",
-                    self.lines.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// SIGTERM, then waits (bounded) for the exit status and the rest of the log.
-    fn terminate(&mut self) -> ExitStatus {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                while let Ok(l) = self.log.recv_timeout(Duration::from_millis(200)) {
-                    self.lines.push(l);
-                }
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sockhub did not exit within {WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn spawn_limited(nofile: u32, args: &[&str]) -> Sockhub {
+    let limit = format!("--nofile={nofile}:{nofile}");
+    Sockhub::spawn_wrapped(&["prlimit", &limit], args)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,7 +46,7 @@ const FLOOD: usize = 120;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_file_descriptors_while_accepting_is_survived() {
     let _serial = SERIAL.lock().await;
-    let mut srv = Limited::spawn(
+    let mut srv = spawn_limited(
         NOFILE,
         &[
             "serve",
@@ -159,10 +58,10 @@ async fn running_out_of_file_descriptors_while_accepting_is_survived() {
             "off",
         ],
     );
-    let ws_url = format!("ws://{}/ws", srv.http);
+    let ws_url = format!("ws://{}/ws", srv.http.expect("http"));
     // Two clients in `lobby` accepted before the flood; a line between them proves it.
     let mut b = WsClient::connect(&ws_url).await;
-    let mut a = TcpClient::connect(srv.tcp).await;
+    let mut a = TcpClient::connect(srv.tcp.expect("tcp")).await;
     a.send_line("warm").await;
     assert_eq!(b.recv_text().await, "warm");
 
@@ -171,7 +70,7 @@ async fn running_out_of_file_descriptors_while_accepting_is_survived() {
     let mut flood = Vec::with_capacity(FLOOD);
     for _ in 0..FLOOD {
         flood.push(
-            within("flood connect", TcpStream::connect(srv.tcp))
+            within("flood connect", TcpStream::connect(srv.tcp.expect("tcp")))
                 .await
                 .expect("the kernel completes the handshake"),
         );
@@ -190,7 +89,7 @@ async fn running_out_of_file_descriptors_while_accepting_is_survived() {
     drop(flood);
     let freed_at = Instant::now();
     let mut c = WsClient::connect(&ws_url).await;
-    let mut d = TcpClient::connect(srv.tcp).await;
+    let mut d = TcpClient::connect(srv.tcp.expect("tcp")).await;
     d.send_line("d joined").await;
     assert_eq!(c.recv_text().await, "d joined");
     let recovered = freed_at.elapsed();
@@ -208,7 +107,7 @@ async fn running_out_of_file_descriptors_while_accepting_is_survived() {
 
     drop((a, b, c, d));
     let t = Instant::now();
-    let status = tokio::task::block_in_place(|| srv.terminate());
+    let status = tokio::task::block_in_place(|| srv.stop("TERM"));
     let exit = t.elapsed();
     assert!(status.success(), "exit status {status}");
     // It backed off (about one retry per second), it did not spin on the failing accept.

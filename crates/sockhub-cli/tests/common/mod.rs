@@ -58,7 +58,20 @@ impl Sockhub {
 
     /// Runs the binary with exactly `args` and waits for its listening line.
     pub fn spawn(args: &[&str]) -> Sockhub {
-        let mut child = Command::new(bin())
+        Sockhub::spawn_wrapped(&[], args)
+    }
+
+    /// Like [`Sockhub::spawn`], run through a wrapper command (e.g. `prlimit --nofile=64:64`).
+    pub fn spawn_wrapped(wrapper: &[&str], args: &[&str]) -> Sockhub {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = cmd
             .args(args)
             .env_remove("RUST_LOG")
             .env("SOCKHUB_LOG", "info")
@@ -66,7 +79,7 @@ impl Sockhub {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn sockhub");
+            .unwrap_or_else(|e| panic!("spawn sockhub via {wrapper:?}: {e}"));
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
