@@ -51,6 +51,8 @@
 // Code reachable from network input never panics on a missing value: handle it instead.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+#[doc(hidden)]
+pub mod bench_support;
 pub mod broker;
 pub mod close;
 pub mod config;
