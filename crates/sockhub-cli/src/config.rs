@@ -59,6 +59,13 @@ pub struct FileConfig {
     pub limits: Limits,
     /// `handler = "broadcast" | "echo"`: the built-in handler.
     pub handler: Option<Behavior>,
+    /// `[api]`: `key`, `max_requests_per_second` (see `sockhub::ApiOptions`).
+    pub api: sockhub::ApiOptions,
+    /// `[auth]`: `token_secret` (see `sockhub::AuthOptions`).
+    pub auth: sockhub::AuthOptions,
+    /// `[webhook]`: `url`, `secret`, `events`, `timeout`, `max_concurrency`, `close_retries`,
+    /// `on_failure` (see `sockhub::WebhookOptions`).
+    pub webhook: Option<sockhub::WebhookOptions>,
 }
 
 /// `[http]`.
@@ -171,6 +178,7 @@ impl UdpSection {
         UdpOptions {
             protocol: self.protocol,
             channels: self.channels.clone(),
+            ..UdpOptions::default()
         }
     }
 }
@@ -202,6 +210,17 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<TcpSection>
 
 impl FileConfig {
     /// The defaults: one TCP listener when the file names none.
+    /// The library's server config.
+    pub fn to_server_config(&self) -> sockhub::ServerConfig {
+        sockhub::ServerConfig {
+            limits: self.limits.clone(),
+            ws: self.http.ws_options(),
+            api: self.api.clone(),
+            auth: self.auth.clone(),
+            webhook: self.webhook.clone(),
+        }
+    }
+
     pub fn with_default_tcp(mut self) -> Self {
         if self.tcp.is_empty() {
             self.tcp.push(TcpSection::default());
@@ -249,6 +268,16 @@ impl FileConfig {
                 l.max_outbox_bytes, l.max_message_size
             ));
         }
+        if let Bind::At(a) = self.http.listen {
+            if self.api.key.is_none() && !a.ip().is_loopback() {
+                return Err(format!(
+                    "refusing to serve the HTTP API on {a} without an API key: anyone who can \
+                     reach it could publish to every client. Set --api-key (or SOCKHUB_API_KEY, \
+                     or [api] key), or listen on a loopback address"
+                ));
+            }
+        }
+        self.to_server_config().validate()?;
         if !self.http.path.starts_with('/') {
             return Err(format!("http.path {:?} must start with /", self.http.path));
         }

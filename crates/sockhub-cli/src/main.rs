@@ -1,6 +1,7 @@
 //! The `sockhub` binary: argv, config file, environment, logging and signals; everything else
 //! is the library's.
 
+mod backend;
 mod config;
 mod connect;
 
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use sockhub::{Echo, Listeners, OverflowPolicy, Protocol, Server, ServerConfig, TcpFraming};
+use sockhub::{Echo, Listeners, OverflowPolicy, Protocol, Server, TcpFraming};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::config::{Behavior, Bind, FileConfig};
@@ -35,6 +36,10 @@ enum Command {
     /// Load generator (loopback only): `echo`, `broadcast` and `idle` scenarios against a
     /// WebSocket server; results per server CPU-second with `--pid`. See docs/performance.md.
     Bench(sockhub_bench::BenchArgs),
+    /// Publish a message through a server's HTTP API (POST /api/publish).
+    Publish(backend::PublishArgs),
+    /// Mint a client token (HMAC-SHA256 JWT) for a server run with --token-secret.
+    Token(backend::TokenArgs),
 }
 
 /// Flags of `sockhub serve`. Each also reads an environment variable (shown in --help); a flag
@@ -119,6 +124,48 @@ struct ServeArgs {
         value_name = "HANDLER"
     )]
     handler: Option<Behavior>,
+    /// Secret key for the HTTP API (`Authorization: Bearer KEY`). Without one the API answers
+    /// loopback clients only, and a non-loopback --http is refused.
+    #[arg(
+        long,
+        env = "SOCKHUB_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
+    /// API requests per second, all clients together (beyond it: HTTP 429); 0 disables.
+    /// [default: 0]
+    #[arg(long, env = "SOCKHUB_API_MAX_REQUESTS_PER_SECOND", value_name = "N")]
+    api_max_requests_per_second: Option<u32>,
+    /// Require clients to present a token signed with this secret (HMAC-SHA256 JWT; mint one
+    /// with `sockhub token`). WebSocket: `?token=` or `Authorization: Bearer`; TCP: first line
+    /// `AUTH <token>`; UDP: first datagram `AUTH <token>`. [default: anonymous access]
+    #[arg(
+        long,
+        env = "SOCKHUB_TOKEN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    token_secret: Option<String>,
+    /// POST connect / message / close events to this http:// URL (signed; see README).
+    #[arg(
+        long,
+        env = "SOCKHUB_WEBHOOK",
+        value_name = "URL",
+        requires = "webhook_secret"
+    )]
+    webhook: Option<String>,
+    /// Key for the webhook signature header `X-Sockhub-Signature: sha256=<hex>`.
+    #[arg(
+        long,
+        env = "SOCKHUB_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    webhook_secret: Option<String>,
+    /// Time allowed for one webhook request. [default: 5s]
+    #[arg(long, env = "SOCKHUB_WEBHOOK_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
+    webhook_timeout: Option<Duration>,
     /// Runtime worker threads. [default: the number of CPU cores]
     #[arg(long, env = "SOCKHUB_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
@@ -151,6 +198,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Connect(args) => connect::main(args),
         Command::Bench(args) => sockhub_bench::run(args),
+        Command::Publish(args) => backend::publish(args),
+        Command::Token(args) => backend::token(args),
     }
 }
 
@@ -208,6 +257,26 @@ fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
     if let Some(b) = args.handler {
         cfg.handler = Some(b);
     }
+    if let Some(k) = &args.api_key {
+        cfg.api.key = Some(k.clone());
+    }
+    if let Some(n) = args.api_max_requests_per_second {
+        cfg.api.max_requests_per_second = n;
+    }
+    if let Some(t) = &args.token_secret {
+        cfg.auth.token_secret = Some(t.clone());
+    }
+    if let Some(url) = &args.webhook {
+        cfg.webhook.get_or_insert_with(Default::default).url = url.clone();
+    }
+    if let Some(w) = cfg.webhook.as_mut() {
+        if let Some(secret) = &args.webhook_secret {
+            w.secret = secret.clone();
+        }
+        if let Some(t) = args.webhook_timeout {
+            w.timeout = t;
+        }
+    }
     cfg.check()?;
     Ok(cfg)
 }
@@ -247,10 +316,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let config = ServerConfig {
-            limits: cfg.limits.clone(),
-            ws: cfg.http.ws_options(),
-        };
+        let config = cfg.to_server_config();
         let server = match cfg.handler.unwrap_or_default() {
             Behavior::Broadcast => Server::new(config),
             Behavior::Echo => Server::with_handler(config, Echo),

@@ -34,6 +34,11 @@ pub trait Broker: Send + Sync + 'static {
     fn publish(&self, channel: &ChannelName, message: &Message) {
         let _ = (channel, message);
     }
+
+    /// Is the broker connected? Readiness (`/readyz`) reports degraded while it is not.
+    fn is_healthy(&self) -> bool {
+        true
+    }
 }
 
 /// The single-node broker: every subscriber is local, so there is nothing to relay.

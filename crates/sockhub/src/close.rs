@@ -15,7 +15,9 @@
 //! | [`CloseReason::RateLimited`] | 1008 | yes, with backoff | 429 |
 //! | [`CloseReason::Internal`] | 1011 | yes, with backoff | 500 |
 //! | [`CloseReason::ServerFull`] | 1013 | yes, with backoff | 503 |
-//! | [`CloseReason::Rejected`] (by the handler) | 4009 | no | 403 |
+//! | [`CloseReason::Unavailable`] (a backend the server needs did not answer) | 1013 | yes, with backoff | 503 |
+//! | [`CloseReason::Unauthorized`] (no, bad or expired token; channel not allowed) | 4001 | no | 401 |
+//! | [`CloseReason::Rejected`] (by the handler or the connect webhook) | 4009 | no | 403 |
 //! | [`CloseReason::Kicked`] (closed by the application) | 4010 | no | — |
 //! | [`CloseReason::SlowConsumer`] | 4100 | yes, with backoff | — |
 //! | [`CloseReason::IdleTimeout`] | 4201 | yes, now | 408 |
@@ -61,8 +63,15 @@ pub enum CloseReason {
     },
     /// Nothing was received for `idle_timeout` (WebSocket: not even a pong to our pings).
     IdleTimeout,
-    /// The handler's `on_connect` refused the session; the text is its reason.
+    /// The handler's `on_connect` or the connect webhook refused the session; the text is its
+    /// reason.
     Rejected(String),
+    /// Client auth failed: no token, a bad or expired one, or a channel the token does not
+    /// allow; the text says which.
+    Unauthorized(String),
+    /// Something the server needs to admit the client (the connect webhook's backend) did not
+    /// answer in time; the text says what.
+    Unavailable(String),
     /// The application closed the session (`Session::close` / `Hub::close`); the text is its reason.
     Kicked(String),
     /// The client sent more than `max_messages_per_second`.
@@ -89,6 +98,8 @@ impl CloseReason {
             CloseReason::RateLimited { .. } => 1008,
             CloseReason::ServerFull { .. } => 1013,
             CloseReason::Rejected(_) => 4009,
+            CloseReason::Unauthorized(_) => 4001,
+            CloseReason::Unavailable(_) => 1013,
             CloseReason::Kicked(_) => 4010,
             CloseReason::SlowConsumer { .. } => 4100,
             CloseReason::IdleTimeout => 4201,
@@ -98,7 +109,10 @@ impl CloseReason {
     /// The HTTP status used when this reason refuses a WebSocket upgrade before it happens.
     pub fn http_status(&self) -> u16 {
         match self {
-            CloseReason::GoingAway | CloseReason::ServerFull { .. } => 503,
+            CloseReason::GoingAway
+            | CloseReason::ServerFull { .. }
+            | CloseReason::Unavailable(_) => 503,
+            CloseReason::Unauthorized(_) => 401,
             CloseReason::ProtocolError(_) | CloseReason::InvalidPayload(_) => 400,
             CloseReason::MessageTooLarge { .. } => 413,
             CloseReason::Rejected(_) => 403,
@@ -152,6 +166,8 @@ impl fmt::Display for CloseReason {
             ),
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::Rejected(r) => write!(f, "rejected: {r}"),
+            CloseReason::Unauthorized(r) => write!(f, "unauthorized: {r}"),
+            CloseReason::Unavailable(r) => write!(f, "unavailable: {r}"),
             CloseReason::Kicked(r) => write!(f, "closed by server: {r}"),
             CloseReason::Internal(e) => write!(f, "internal error: {e}"),
             CloseReason::RateLimited { per_second } => {

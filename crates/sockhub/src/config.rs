@@ -168,6 +168,12 @@ pub struct UdpOptions {
     pub protocol: Protocol,
     /// Channels every peer joins on its first datagram. Default `["lobby"]`.
     pub channels: Vec<String>,
+    /// Return-routability check (anti-amplification, as QUIC's address validation): a source
+    /// is sent at most 3× the bytes it sent until it echoes a cookie the server sent to its
+    /// address (`SOCKHUB-COOKIE <hex>`, or a json `cookie` event); what does not fit is dropped
+    /// and counted (`udp_unvalidated_dropped`). Default true. Turn it off only where source
+    /// addresses cannot be spoofed (a private network) and clients cannot echo.
+    pub address_validation: bool,
 }
 
 impl Default for UdpOptions {
@@ -175,6 +181,7 @@ impl Default for UdpOptions {
         UdpOptions {
             protocol: Protocol::Raw,
             channels: vec![DEFAULT_CHANNEL.to_string()],
+            address_validation: true,
         }
     }
 }
@@ -211,6 +218,131 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The WebSocket endpoint on the HTTP listener.
     pub ws: WsOptions,
+    /// The HTTP API (`/api/*`) on the HTTP listener.
+    pub api: ApiOptions,
+    /// Client auth (signed tokens) for every transport.
+    pub auth: AuthOptions,
+    /// Connect / message / close events POSTed to a backend; `None`: no webhooks.
+    pub webhook: Option<WebhookOptions>,
+}
+
+impl ServerConfig {
+    /// Checks what cannot be checked by types: the webhook URL and secret.
+    ///
+    /// # Errors
+    /// A one-line description of the first problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(w) = &self.webhook {
+            crate::webhook::check(w).map_err(|e| e.to_string())?;
+        }
+        if self.auth.token_secret.as_deref() == Some("") {
+            return Err("auth.token_secret must not be empty".into());
+        }
+        if self.api.key.as_deref() == Some("") {
+            return Err("api.key must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// The HTTP API.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiOptions {
+    /// The secret API key (`Authorization: Bearer <key>`). `None`: the API answers loopback
+    /// clients only, and the `sockhub` binary refuses to bind the HTTP listener elsewhere.
+    pub key: Option<String>,
+    /// API requests per second, all clients together, with bursts of one second's worth;
+    /// beyond it: HTTP 429. 0 (the default) disables the limit.
+    pub max_requests_per_second: u32,
+}
+
+/// Client auth for WebSocket, TCP and UDP sessions.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthOptions {
+    /// The HMAC-SHA256 secret client tokens are signed with (see [`crate::auth`]). `None` (the
+    /// default): anonymous access. When set, every session must present a valid token:
+    /// WebSocket as `?token=` or `Authorization: Bearer`; TCP as its first line or frame
+    /// `AUTH <token>`; UDP as its first datagram `AUTH <token>`.
+    pub token_secret: Option<String>,
+}
+
+/// What to do when the connect webhook cannot be reached or answers 5xx.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebhookFailure {
+    /// Refuse the client (WebSocket: HTTP 503; TCP/UDP: `ERROR 1013 unavailable: …`).
+    #[default]
+    Reject,
+    /// Let the client in as if the backend had said yes.
+    Accept,
+}
+
+/// Webhooks: the classic connect / message / close callbacks, POSTed as signed JSON.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookOptions {
+    /// Where events are POSTed (`http://` only).
+    pub url: String,
+    /// HMAC-SHA256 key for the `X-Sockhub-Signature: sha256=<hex>` header over the raw body.
+    pub secret: String,
+    /// Which events to send. Default: all of `connect`, `message`, `close`.
+    pub events: Vec<WebhookEvent>,
+    /// Time allowed for one request, connect included. Default 5 s.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Requests in flight at once; a message event that finds them all busy is dropped and
+    /// counted (`sockhub_webhook_dropped_total`), so a slow backend never stalls clients.
+    /// Default 64.
+    pub max_concurrency: usize,
+    /// Close events are retried up to this many more times (after 100 ms, 200 ms, 400 ms…)
+    /// before they are counted as dropped. Default 3.
+    pub close_retries: u32,
+    /// The connect webhook's answer decides admission; this decides when there is none.
+    /// Default `reject`.
+    pub on_failure: WebhookFailure,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        WebhookOptions {
+            url: String::new(),
+            secret: String::new(),
+            events: vec![
+                WebhookEvent::Connect,
+                WebhookEvent::Message,
+                WebhookEvent::Close,
+            ],
+            timeout: Duration::from_secs(5),
+            max_concurrency: 64,
+            close_retries: 3,
+            on_failure: WebhookFailure::Reject,
+        }
+    }
+}
+
+/// A kind of webhook event.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebhookEvent {
+    /// A client is connecting; the answer may reject it or assign its channels.
+    Connect,
+    /// A client sent a message; the answer may reply or publish.
+    Message,
+    /// A session ended.
+    Close,
+}
+
+impl WebhookEvent {
+    /// The event's name on the wire (`"connect"`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::Connect => "connect",
+            WebhookEvent::Message => "message",
+            WebhookEvent::Close => "close",
+        }
+    }
 }
 
 /// Parses `"250ms"`, `"10s"`, `"2m"` (humantime syntax) or a bare number of seconds.

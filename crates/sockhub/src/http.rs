@@ -3,7 +3,7 @@
 //! `TokioIo<TcpStream>` (which the WebSocket upgrade downcasts back to a raw socket), apply the
 //! handshake timeout, and close idle keep-alive connections on shutdown.
 //!
-//! Later layers (publish API, metrics, demo page) add routes to `router`; it holds no state of
+//! The API, readiness and metrics routes come from [`crate::api`]; the router holds no state of
 //! its own beyond the shared server.
 
 use std::convert::Infallible;
@@ -44,6 +44,7 @@ pub(crate) fn router(server: Arc<ServerShared>) -> Router {
         r = r.route(&ws_path, get(ws_endpoint));
     }
     r.route("/healthz", get(|| async { "ok\n" }))
+        .merge(crate::api::routes())
         .fallback(not_found)
         .with_state(server)
 }
@@ -56,7 +57,7 @@ async fn not_found() -> Response {
 /// the page otherwise.
 async fn index(State(server): State<Arc<ServerShared>>, req: Request) -> Response {
     if ws::is_upgrade_request(req.headers()) {
-        return upgrade(&server, req);
+        return upgrade(&server, req).await;
     }
     let mut r = Response::new(Body::from(INDEX_HTML));
     r.headers_mut().insert(
@@ -76,14 +77,14 @@ async fn ws_endpoint(State(server): State<Arc<ServerShared>>, req: Request) -> R
         )
             .into_response();
     }
-    upgrade(&server, req)
+    upgrade(&server, req).await
 }
 
-fn upgrade(server: &Arc<ServerShared>, req: Request) -> Response {
+async fn upgrade(server: &Arc<ServerShared>, req: Request) -> Response {
     let Some(PeerAddr(peer)) = req.extensions().get::<PeerAddr>().copied() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no peer address\n").into_response();
     };
-    ws::upgrade(server, peer, req)
+    ws::upgrade(server, peer, req).await
 }
 
 /// Accepts HTTP connections until shutdown.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use bytes::Bytes;
 use indexmap::IndexMap;
 
+use crate::auth::Claims;
 use crate::broker::{Broker, BrokerSink, LocalDelivery};
 use crate::close::CloseReason;
 use crate::config::Protocol;
@@ -74,6 +75,9 @@ pub(crate) struct SessionShared {
     pub last_rx_ms: AtomicU64,
     /// A heartbeat ping was sent since `last_rx_ms`.
     pub ping_sent: AtomicBool,
+    /// Who the client proved to be with a token (client auth), which also bounds the channels
+    /// it may join; `None` for anonymous sessions.
+    pub identity: Option<Arc<Claims>>,
 }
 
 /// Why a subscribe failed.
@@ -88,6 +92,9 @@ pub enum SubscribeError {
     /// The session is closed or closing.
     #[error("session closed")]
     Closed,
+    /// The session's token does not allow this channel.
+    #[error("channel {0:?} is not allowed by the session's token")]
+    Forbidden(String),
 }
 
 impl SubscribeError {
@@ -97,6 +104,7 @@ impl SubscribeError {
             SubscribeError::BadName(_) => "bad_channel",
             SubscribeError::TooMany(_) => "too_many_subscriptions",
             SubscribeError::Closed => "closed",
+            SubscribeError::Forbidden(_) => "forbidden",
         }
     }
 }
@@ -215,6 +223,57 @@ impl Hub {
     pub fn broker_name(&self) -> &'static str {
         self.inner.broker.name()
     }
+
+    /// Is the broker connected (always true for the memory broker)?
+    pub fn broker_healthy(&self) -> bool {
+        self.inner.broker.is_healthy()
+    }
+
+    /// What the hub knows about one session; `None` if it is gone.
+    pub fn session_info(&self, id: SessionId) -> Option<SessionInfo> {
+        let s = self.inner.session(id)?;
+        let channels = s
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        Some(SessionInfo {
+            id: id.to_string(),
+            transport: s.transport.as_str(),
+            peer: s.peer.to_string(),
+            user: s.identity.as_ref().map(|c| c.sub.clone()),
+            channels,
+        })
+    }
+
+    /// Publishes to every subscriber of `channel` except the session `except` (for example
+    /// the client whose action caused the publish). Returns local deliveries.
+    pub fn publish_except(
+        &self,
+        channel: &str,
+        message: impl Into<Message>,
+        except: Option<SessionId>,
+    ) -> usize {
+        self.inner
+            .publish(ChannelName::from(channel), message.into(), None, except)
+    }
+}
+
+/// One session as the HTTP API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: String,
+    /// `ws`, `tcp` or `udp`.
+    pub transport: &'static str,
+    /// Remote address.
+    pub peer: String,
+    /// The user its token proved, if any.
+    pub user: Option<String>,
+    /// Channels it is subscribed to.
+    pub channels: Vec<String>,
 }
 
 impl HubInner {
@@ -226,14 +285,30 @@ impl HubInner {
             .cloned()
     }
 
-    /// Creates and registers a session (not yet subscribed to anything).
+    /// Creates and registers an anonymous session (not yet subscribed to anything).
     pub(crate) fn register(
         &self,
         transport: Transport,
         peer: SocketAddr,
         format: WireFormat,
     ) -> Arc<SessionShared> {
-        let id = SessionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        self.register_as(self.next_session_id(), transport, peer, format, None)
+    }
+
+    /// Reserves a session id before the session exists (the connect webhook names it).
+    pub(crate) fn next_session_id(&self) -> SessionId {
+        SessionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Registers a session under an id from [`HubInner::next_session_id`].
+    pub(crate) fn register_as(
+        &self,
+        id: SessionId,
+        transport: Transport,
+        peer: SocketAddr,
+        format: WireFormat,
+        identity: Option<Arc<Claims>>,
+    ) -> Arc<SessionShared> {
         let s = Arc::new(SessionShared {
             id,
             transport,
@@ -243,6 +318,7 @@ impl HubInner {
             channels: Mutex::new(Vec::new()),
             last_rx_ms: AtomicU64::new(self.now_ms()),
             ping_sent: AtomicBool::new(false),
+            identity,
         });
         self.sessions
             .write()
@@ -343,6 +419,11 @@ impl HubInner {
         channel: &str,
     ) -> Result<(), SubscribeError> {
         validate_channel_name(channel).map_err(SubscribeError::BadName)?;
+        if let Some(claims) = &s.identity {
+            if !claims.allows(channel) {
+                return Err(SubscribeError::Forbidden(channel.to_string()));
+            }
+        }
         let mut mine = s.channels.lock().unwrap_or_else(|p| p.into_inner());
         if mine.iter().any(|c| &**c == channel) {
             return Ok(());

@@ -43,6 +43,9 @@
 //! | [`framing`] | TCP line and length-prefixed decoders |
 //! | `transport` | sockets → sessions: the shared stream driver, WebSocket, TCP, UDP, and `dispatch` (what a client message does) |
 //! | [`http`] | the HTTP listener: WebSocket upgrade on `/` and `/ws`, `/healthz` |
+//! | [`auth`] | client tokens (JWT HS256): mint, verify, channel patterns; HMAC helpers |
+//! | [`webhook`] | connect / message / close events POSTed, signed, to a backend; its answers |
+//! | `api` | the HTTP API (`/api/*`), readiness and `/metrics` |
 //! | [`broker`] | the [`Broker`] seam to other nodes, and the single-node [`MemoryBroker`] |
 //! | [`server`] | [`Server`]: runs listeners until a shutdown future, then drains |
 //! | [`config`] | [`Limits`] and per-listener options, with their defaults |
@@ -51,6 +54,8 @@
 // Code reachable from network input never panics on a missing value: handle it instead.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod api;
+pub mod auth;
 #[doc(hidden)]
 pub mod bench_support;
 pub mod broker;
@@ -61,6 +66,7 @@ pub mod handler;
 pub mod http;
 pub mod hub;
 pub mod message;
+mod metrics;
 mod outbox;
 pub mod protocol;
 mod rate;
@@ -68,12 +74,14 @@ pub mod server;
 pub mod session;
 pub mod stats;
 mod transport;
+pub mod webhook;
 pub mod ws;
 
 pub use broker::{Broker, BrokerSink, MemoryBroker};
 pub use close::CloseReason;
 pub use config::{
-    Limits, OverflowPolicy, Protocol, ServerConfig, TcpFraming, TcpOptions, UdpOptions, WsOptions,
+    ApiOptions, AuthOptions, Limits, OverflowPolicy, Protocol, ServerConfig, TcpFraming,
+    TcpOptions, UdpOptions, WebhookEvent, WebhookFailure, WebhookOptions, WsOptions,
     DEFAULT_CHANNEL,
 };
 pub use handler::{Broadcast, Echo, Handler, Incoming, Reject};

@@ -11,15 +11,18 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{unix_now, Claims, TokenError, TokenSecret};
 use crate::broker::{Broker, MemoryBroker};
 use crate::close::CloseReason;
 use crate::config::{Protocol, ServerConfig, TcpOptions, UdpOptions};
 use crate::handler::{guarded, Broadcast, Handler, Reject};
-use crate::hub::Hub;
-use crate::message::Transport;
+use crate::hub::{Hub, SubscribeError};
+use crate::message::{SessionId, Transport};
 use crate::protocol::{encode_event, Event, Framing, WireFormat};
+use crate::rate::RateLimiter;
 use crate::session::Session;
 use crate::transport::{tcp, udp};
+use crate::webhook::{Admission, Subject, Webhooks};
 
 /// State every task of one server shares.
 pub(crate) struct ServerShared {
@@ -35,11 +38,83 @@ pub(crate) struct ServerShared {
     pub shutdown: CancellationToken,
     /// Every task the server spawned, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Verifies client tokens when client auth is on.
+    pub token_secret: Option<TokenSecret>,
+    /// Sends connect / message / close events to the backend, when configured.
+    pub webhooks: Option<Arc<Webhooks>>,
+    /// `api.max_requests_per_second`, all API clients together.
+    pub api_rate: std::sync::Mutex<RateLimiter>,
+}
+
+/// What a transport knows about a client before its session exists.
+pub(crate) struct Knock {
+    /// The transport it arrived on.
+    pub transport: Transport,
+    /// Its address.
+    pub peer: SocketAddr,
+    /// How to encode for it.
+    pub format: WireFormat,
+    /// The channels it asks to join (URL query, or the listener's).
+    pub channels: Vec<String>,
+    /// The token it presented, if any.
+    pub token: Option<String>,
 }
 
 impl ServerShared {
-    /// Registers a session, joins its initial channels and asks the handler. On refusal the
-    /// session is gone again and the reason says what to tell the client.
+    /// Checks a client's token (when client auth is on).
+    ///
+    /// # Errors
+    /// [`CloseReason::Unauthorized`] saying what is wrong with the token.
+    pub(crate) fn verify_token(
+        &self,
+        token: Option<&str>,
+    ) -> Result<Option<Arc<Claims>>, CloseReason> {
+        let Some(secret) = &self.token_secret else {
+            return Ok(None);
+        };
+        let unauthorized = |e: TokenError| CloseReason::Unauthorized(e.to_string());
+        let token = token.ok_or(TokenError::Missing).map_err(unauthorized)?;
+        let claims = secret.verify(token, unix_now()).map_err(unauthorized)?;
+        Ok(Some(Arc::new(claims)))
+    }
+
+    /// Admits a client: checks its token, asks the connect webhook (waiting for its answer,
+    /// bounded by the webhook timeout), then opens the session.
+    ///
+    /// # Errors
+    /// The reason to give the client: unauthorized, rejected, unavailable, shutting down…
+    pub(crate) async fn admit(self: &Arc<Self>, knock: Knock) -> Result<Session, CloseReason> {
+        let identity = self.verify_token(knock.token.as_deref())?;
+        let id = self.hub.inner.next_session_id();
+        let mut channels = knock.channels;
+        if let Some(webhooks) = &self.webhooks {
+            let subject = Subject {
+                session: id,
+                transport: knock.transport,
+                peer: knock.peer,
+                user: identity.as_deref().map(|c| c.sub.as_str()),
+            };
+            match webhooks.connect(&subject, &channels).await {
+                Admission::Accept(Some(assigned)) => channels = assigned,
+                Admission::Accept(None) => {}
+                Admission::Refuse(reason) => {
+                    tracing::info!(session = %id, transport = %knock.transport, peer = %knock.peer, %reason, "refused by the connect webhook");
+                    return Err(reason);
+                }
+            }
+        }
+        self.open_session_as(
+            id,
+            knock.transport,
+            knock.peer,
+            knock.format,
+            &channels,
+            identity,
+        )
+    }
+
+    /// Registers an anonymous session, joins its initial channels and asks the handler. On
+    /// refusal the session is gone again and the reason says what to tell the client.
     pub(crate) fn open_session<S: AsRef<str>>(
         self: &Arc<Self>,
         transport: Transport,
@@ -47,7 +122,24 @@ impl ServerShared {
         format: WireFormat,
         channels: &[S],
     ) -> Result<Session, CloseReason> {
-        let shared = self.hub.inner.register(transport, peer, format);
+        let id = self.hub.inner.next_session_id();
+        self.open_session_as(id, transport, peer, format, channels, None)
+    }
+
+    /// [`ServerShared::open_session`] under a reserved id, with the identity client auth proved.
+    pub(crate) fn open_session_as<S: AsRef<str>>(
+        self: &Arc<Self>,
+        id: SessionId,
+        transport: Transport,
+        peer: SocketAddr,
+        format: WireFormat,
+        channels: &[S],
+        identity: Option<Arc<Claims>>,
+    ) -> Result<Session, CloseReason> {
+        let shared = self
+            .hub
+            .inner
+            .register_as(id, transport, peer, format, identity);
         let session = Session::new(shared, self.clone());
         // Checked after registering: a shutdown that starts later finds this session in the
         // registry and closes it; one that started earlier is seen here.
@@ -58,7 +150,10 @@ impl ServerShared {
         for ch in channels {
             if let Err(e) = session.subscribe(ch.as_ref()) {
                 self.hub.inner.unregister(&session.shared);
-                return Err(CloseReason::ProtocolError(e.to_string()));
+                return Err(match e {
+                    SubscribeError::Forbidden(_) => CloseReason::Unauthorized(e.to_string()),
+                    _ => CloseReason::ProtocolError(e.to_string()),
+                });
             }
         }
         match guarded("on_connect", &session, || self.handler.on_connect(&session)) {
@@ -103,6 +198,11 @@ impl ServerShared {
         guarded("on_close", session, || {
             self.handler.on_close(session, reason)
         });
+        if let Some(webhooks) = &self.webhooks {
+            if let Some(report) = webhooks.close(&session.subject(), reason) {
+                self.tracker.spawn(report);
+            }
+        }
         self.hub.inner.unregister(&session.shared);
         tracing::info!(
             session = %session.id(),
@@ -178,11 +278,28 @@ impl Server {
     }
 
     /// A server with a handler and a broker of your choice.
+    ///
+    /// # Panics
+    /// If `config` is invalid (see [`ServerConfig::validate`], which says why without
+    /// panicking).
     pub fn with_parts(
         config: ServerConfig,
         handler: Arc<dyn Handler>,
         broker: Arc<dyn Broker>,
     ) -> Server {
+        #[allow(clippy::expect_used)] // documented above; validate() is the fallible path
+        let webhooks = config
+            .webhook
+            .clone()
+            .map(Webhooks::new)
+            .transpose()
+            .expect("invalid webhook options (check ServerConfig::validate first)")
+            .map(Arc::new);
+        let token_secret = config.auth.token_secret.as_deref().map(TokenSecret::new);
+        let api_rate = std::sync::Mutex::new(RateLimiter::new(
+            config.api.max_requests_per_second,
+            tokio::time::Instant::now(),
+        ));
         let hub = Hub::new(&config.limits, broker);
         let permits = Arc::new(Semaphore::new(
             config.limits.max_connections.min(Semaphore::MAX_PERMITS),
@@ -195,6 +312,9 @@ impl Server {
                 permits,
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                token_secret,
+                webhooks,
+                api_rate,
             }),
         }
     }

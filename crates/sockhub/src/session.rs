@@ -52,6 +52,29 @@ impl Session {
         self.shared.transport
     }
 
+    /// The user id its token proved (client auth); `None` for anonymous sessions.
+    pub fn user(&self) -> Option<&str> {
+        self.shared.identity.as_deref().map(|c| c.sub.as_str())
+    }
+
+    /// May this session join or publish to `channel`? Always true for anonymous sessions;
+    /// otherwise its token's channel patterns decide.
+    pub fn may_use(&self, channel: &str) -> bool {
+        match self.shared.identity.as_deref() {
+            None => true,
+            Some(claims) => claims.allows(channel),
+        }
+    }
+
+    pub(crate) fn subject(&self) -> crate::webhook::Subject<'_> {
+        crate::webhook::Subject {
+            session: self.id(),
+            transport: self.transport(),
+            peer: self.peer(),
+            user: self.user(),
+        }
+    }
+
     /// raw or json.
     pub fn protocol(&self) -> Protocol {
         self.shared.format.protocol

@@ -14,6 +14,10 @@ pub struct Stats {
     opened: [AtomicU64; 3],
     /// Messages received from clients.
     messages_in: AtomicU64,
+    /// Bytes read from clients' sockets, by transport (WebSocket and TCP: after the handshake).
+    bytes_in: [AtomicU64; 3],
+    /// Bytes of whole frames written to clients' sockets, by transport.
+    bytes_out: [AtomicU64; 3],
     /// Publishes to a channel (from sessions, the API or the broker).
     publishes: AtomicU64,
     /// Frames queued for sessions by publishes and sends (fan-out deliveries).
@@ -28,6 +32,8 @@ pub struct Stats {
     refused_full: AtomicU64,
     /// UDP datagrams dropped for exceeding `max_messages_per_second`.
     udp_rate_limited: AtomicU64,
+    /// Datagrams not sent to unvalidated UDP sources (over 3x what they sent).
+    udp_unvalidated_dropped: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -43,6 +49,12 @@ pub struct StatsSnapshot {
     pub sessions_opened: u64,
     /// Messages received from clients.
     pub messages_in: u64,
+    /// Bytes received, by transport: `[ws, tcp, udp]`.
+    pub bytes_in: [u64; 3],
+    /// Bytes sent, by transport: `[ws, tcp, udp]`.
+    pub bytes_out: [u64; 3],
+    /// Sessions opened since start, by transport: `[ws, tcp, udp]`.
+    pub opened_by_transport: [u64; 3],
     /// Publishes to a channel.
     pub publishes: u64,
     /// Frames queued for delivery to sessions.
@@ -57,6 +69,9 @@ pub struct StatsSnapshot {
     pub refused_full: u64,
     /// UDP datagrams dropped by the per-source rate limit.
     pub udp_rate_limited: u64,
+    /// Datagrams not sent to UDP sources that have not echoed their cookie, because they
+    /// exceeded 3x the bytes those sources sent (anti-amplification).
+    pub udp_unvalidated_dropped: u64,
 }
 
 fn idx(t: Transport) -> usize {
@@ -74,6 +89,12 @@ impl Stats {
     }
     pub(crate) fn session_closed(&self, t: Transport) {
         self.open[idx(t)].fetch_sub(1, Relaxed);
+    }
+    pub(crate) fn bytes_in(&self, t: Transport, n: usize) {
+        self.bytes_in[idx(t)].fetch_add(n as u64, Relaxed);
+    }
+    pub(crate) fn bytes_out(&self, t: Transport, n: usize) {
+        self.bytes_out[idx(t)].fetch_add(n as u64, Relaxed);
     }
     pub(crate) fn message_in(&self) {
         self.messages_in.fetch_add(1, Relaxed);
@@ -100,6 +121,9 @@ impl Stats {
     pub(crate) fn udp_rate_limited(&self) {
         self.udp_rate_limited.fetch_add(1, Relaxed);
     }
+    pub(crate) fn udp_unvalidated_dropped(&self, n: u64) {
+        self.udp_unvalidated_dropped.fetch_add(n, Relaxed);
+    }
 
     /// Reads every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -109,6 +133,9 @@ impl Stats {
             udp_sessions: self.open[2].load(Relaxed),
             sessions_opened: self.opened.iter().map(|c| c.load(Relaxed)).sum(),
             messages_in: self.messages_in.load(Relaxed),
+            bytes_in: self.bytes_in.each_ref().map(|c| c.load(Relaxed)),
+            bytes_out: self.bytes_out.each_ref().map(|c| c.load(Relaxed)),
+            opened_by_transport: self.opened.each_ref().map(|c| c.load(Relaxed)),
             publishes: self.publishes.load(Relaxed),
             deliveries: self.deliveries.load(Relaxed),
             slow_consumer_disconnects: self.slow_consumer_disconnects.load(Relaxed),
@@ -116,6 +143,7 @@ impl Stats {
             udp_oversized_dropped: self.udp_oversized_dropped.load(Relaxed),
             refused_full: self.refused_full.load(Relaxed),
             udp_rate_limited: self.udp_rate_limited.load(Relaxed),
+            udp_unvalidated_dropped: self.udp_unvalidated_dropped.load(Relaxed),
         }
     }
 }

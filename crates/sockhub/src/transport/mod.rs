@@ -13,6 +13,7 @@ use crate::handler::{guarded, Incoming};
 use crate::message::{ChannelName, Message};
 use crate::protocol::{encode_event, parse_command, Command, Event, Framing};
 use crate::session::Session;
+use crate::webhook::Reply;
 
 /// Routes one message a client sent: raw → the handler; json → executes the command (publish
 /// goes to the handler with its target channel). Replies go to the session's outbox.
@@ -20,6 +21,7 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
     let handler = session.server().handler.clone();
     match session.protocol() {
         Protocol::Raw => {
+            report_message(session, None, &message);
             guarded("on_message", session, || {
                 handler.on_message(
                     session,
@@ -101,6 +103,14 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
                         });
                         return;
                     }
+                    if !session.may_use(&channel) {
+                        reply(Event::Error {
+                            code: "forbidden",
+                            message: format!("channel {channel:?} is not allowed by your token"),
+                        });
+                        return;
+                    }
+                    report_message(session, Some(&channel), &message);
                     guarded("on_message", session, || {
                         handler.on_message(
                             session,
@@ -114,4 +124,44 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
             }
         }
     }
+}
+
+/// Tells the message webhook (if any) what a client sent, and acts on the backend's answer:
+/// a reply to the sender, publishes to channels. Never waits: the request runs in its own task,
+/// and when every webhook slot is busy the event is dropped and counted.
+fn report_message(session: &Session, channel: Option<&str>, message: &Message) {
+    let Some(webhooks) = &session.server().webhooks else {
+        return;
+    };
+    let Some(request) = webhooks.message(&session.subject(), channel, message) else {
+        return;
+    };
+    let session = session.clone();
+    tokio::spawn(async move {
+        let Some(answer) = request.await else {
+            return;
+        };
+        if let Some(reply) = answer.reply {
+            let out = match reply {
+                Reply::Text(t) => Some(Message::text(t)),
+                Reply::Message(m) => m.message(),
+            };
+            match out {
+                Some(m) => {
+                    let _ = session.send(m);
+                }
+                None => tracing::warn!("webhook reply needs exactly one of data, data_base64"),
+            }
+        }
+        for p in answer.publish {
+            match (p.channel.as_deref(), p.message()) {
+                (Some(ch), Some(m)) if crate::message::validate_channel_name(ch).is_ok() => {
+                    session.hub().publish(ch, m);
+                }
+                _ => tracing::warn!(
+                    "webhook publish needs a valid channel and exactly one of data, data_base64"
+                ),
+            }
+        }
+    });
 }

@@ -252,6 +252,8 @@ impl<C: StreamCodec> Connection<C> {
             Ok(0) => Err(None),
             Ok(n) => {
                 drained = n < buf.len();
+                let session = &self.session;
+                session.hub().stats().bytes_in(session.transport(), n);
                 Ok(self.decode_all(&buf[..n]))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -411,6 +413,11 @@ impl<C: StreamCodec> Connection<C> {
         };
         if frames_done > 0 {
             self.session.shared.outbox.written(bytes_done, frames_done);
+            let session = &self.session;
+            session
+                .hub()
+                .stats()
+                .bytes_out(session.transport(), bytes_done);
         }
         if self.writing.is_empty() && self.writing.capacity() > 64 {
             self.writing = VecDeque::new();

@@ -15,7 +15,7 @@ use crate::close::CloseReason;
 use crate::config::{TcpFraming, TcpOptions};
 use crate::framing::{LengthPrefixedDecoder, LinesDecoder, TooLarge};
 use crate::protocol::{encode_close_notice, Framing, WireFormat};
-use crate::server::ServerShared;
+use crate::server::{Knock, ServerShared};
 use crate::transport::stream::{Connection, Inbound, StreamCodec};
 use crate::Message;
 
@@ -164,8 +164,33 @@ pub(crate) async fn serve_connection(
         refuse(&mut stream, format, &reason).await;
         return;
     };
-    let session = match server.open_session(crate::Transport::Tcp, peer, format, &options.channels)
-    {
+    // With client auth on, the first message must be `AUTH <token>`; whatever the client sent
+    // after it is handed to the connection below.
+    let (token, early) = if server.token_secret.is_some() {
+        match read_auth(
+            &mut stream,
+            options.framing,
+            server.config.limits.handshake_timeout,
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(reason) => {
+                refuse(&mut stream, format, &reason).await;
+                return;
+            }
+        }
+    } else {
+        (None, Vec::new())
+    };
+    let knock = Knock {
+        transport: crate::Transport::Tcp,
+        peer,
+        format,
+        channels: options.channels.clone(),
+        token,
+    };
+    let session = match server.admit(knock).await {
         Ok(s) => s,
         Err(reason) => {
             refuse(&mut stream, format, &reason).await;
@@ -174,10 +199,97 @@ pub(crate) async fn serve_connection(
     };
     let codec = TcpCodec::new(&options, server.config.limits.max_message_size);
     let mut conn = Connection::new(stream, codec, session.clone());
-    let reason = conn.run(&[]).await;
+    let reason = conn.run(&early).await;
     drop(conn);
     drop(permit);
     server.finish_session(&session, &reason);
+}
+
+/// Reads the client's first message, which must carry its token: `AUTH <token>` (either
+/// protocol) or `{"type":"auth","token":"…"}` (json), within `deadline`. Returns the token and
+/// the bytes read past that message.
+///
+/// # Errors
+/// [`CloseReason::Unauthorized`] for anything else, including silence until the deadline.
+async fn read_auth(
+    stream: &mut TcpStream,
+    framing: TcpFraming,
+    deadline: Duration,
+) -> Result<(Option<String>, Vec<u8>), CloseReason> {
+    // A token is at most MAX_TOKEN_LEN; allow the command word and framing around it.
+    let max = crate::auth::MAX_TOKEN_LEN + 64;
+    let mut lines = LinesDecoder::new(max);
+    let mut prefixed = LengthPrefixedDecoder::new(max);
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        loop {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| CloseReason::ConnectionLost(format!("reading the AUTH line: {e}")))?;
+            if n == 0 {
+                return Err(CloseReason::ConnectionLost(
+                    "closed before sending AUTH".into(),
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            // The decoders keep the bytes they consumed; feed each byte once.
+            loop {
+                let decoded = match framing {
+                    TcpFraming::Lines => lines.decode(&buf),
+                    TcpFraming::LengthPrefixed => prefixed.decode(&buf),
+                };
+                match decoded {
+                    Ok((used, Some(first))) => return Ok((used, first)),
+                    Ok((0, None)) => break,
+                    Ok((used, None)) => {
+                        buf.drain(..used);
+                    }
+                    Err(TooLarge { .. }) => {
+                        return Err(CloseReason::Unauthorized(
+                            "first message must be AUTH <token>".into(),
+                        ))
+                    }
+                }
+            }
+        }
+    };
+    let (used, first) = match tokio::time::timeout(deadline, read).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(CloseReason::Unauthorized(
+                "no AUTH <token> within the handshake timeout".into(),
+            ))
+        }
+    };
+    let rest = buf[used..].to_vec();
+    Ok((Some(parse_auth(&first)?), rest))
+}
+
+/// The token of an auth message: `AUTH <token>` or `{"type":"auth","token":"…"}`.
+///
+/// # Errors
+/// [`CloseReason::Unauthorized`] if the message is neither.
+pub(crate) fn parse_auth(message: &[u8]) -> Result<String, CloseReason> {
+    #[derive(serde::Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+    enum AuthCommand {
+        Auth { token: String },
+    }
+    let text = std::str::from_utf8(message).unwrap_or("").trim();
+    if let Some(token) = text
+        .strip_prefix("AUTH ")
+        .or_else(|| text.strip_prefix("auth "))
+    {
+        return Ok(token.trim().to_string());
+    }
+    match serde_json::from_str::<AuthCommand>(text) {
+        Ok(AuthCommand::Auth { token }) => Ok(token),
+        Err(_) => Err(CloseReason::Unauthorized(
+            "first message must be AUTH <token>".into(),
+        )),
+    }
 }
 
 /// Writes one close notice and closes, bounded in time (the client may not be reading). Reads

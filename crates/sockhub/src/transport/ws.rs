@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use crate::close::CloseReason;
 use crate::config::Protocol;
 use crate::protocol::{Framing, WireFormat};
-use crate::server::ServerShared;
+use crate::server::{Knock, ServerShared};
 use crate::transport::stream::{Connection, Inbound, StreamCodec};
 use crate::ws::codec::{self, Decoder, Event, OpCode, Role};
 use crate::ws::deflate::{self, Agreed, InflateError, Inflater};
@@ -137,6 +137,23 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
     })
 }
 
+/// The client token of an upgrade request: `?token=` (what browsers can send) or
+/// `Authorization: Bearer`.
+fn token_of(req: &Request<Body>) -> Option<String> {
+    let from_query = req.uri().query().and_then(|q| {
+        form_urlencoded_pairs(q)
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v)
+    });
+    from_query.or_else(|| {
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string())
+    })
+}
+
 /// The query options of a WebSocket URL: `?channel=a&channel=b&protocol=json`.
 fn parse_query(query: Option<&str>, default: &[String]) -> Result<(Vec<String>, Protocol), String> {
     let mut channels = Vec::new();
@@ -197,7 +214,7 @@ fn percent_decode(s: &str) -> String {
 /// slot, opens the session (running `on_connect`), replies 101 and spawns the connection.
 /// Refusals are plain-text HTTP errors with a one-line reason: 400 bad request, 426 wrong
 /// version, 503 server full or shutting down, 403 rejected by the handler.
-pub(crate) fn upgrade(
+pub(crate) async fn upgrade(
     server: &Arc<ServerShared>,
     peer: SocketAddr,
     mut req: Request<Body>,
@@ -271,7 +288,14 @@ pub(crate) fn upgrade(
         Some(_) => Framing::WebSocketDeflateSmall,
     };
     let format = WireFormat { framing, protocol };
-    let session = match server.open_session(crate::Transport::WebSocket, peer, format, &channels) {
+    let knock = Knock {
+        transport: crate::Transport::WebSocket,
+        peer,
+        format,
+        channels,
+        token: token_of(&req),
+    };
+    let session = match server.admit(knock).await {
         Ok(s) => s,
         Err(reason) => {
             return plain(
