@@ -208,9 +208,20 @@ struct Peer {
 
 impl Peer {
     fn spawn<S: AsRef<OsStr>>(name: &str, program: impl AsRef<OsStr>, args: &[S]) -> Peer {
+        Peer::spawn_env(name, program, args, &[])
+    }
+
+    /// [`Peer::spawn`] with extra environment variables.
+    fn spawn_env<S: AsRef<OsStr>>(
+        name: &str,
+        program: impl AsRef<OsStr>,
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> Peer {
         let program = program.as_ref();
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::null())
@@ -605,4 +616,178 @@ fn classic_php_client_meets_greeting_example() {
     );
     assert_eq!(log.matches("received: Ho").count(), 5, "log:\n{log}");
     assert!(log.contains("served 5 clients, stopping"), "log:\n{log}");
+}
+
+/// Runs the binary with `args` to completion (bounded) and returns its stdout, trimmed.
+fn run_sockhub(args: &[&str]) -> String {
+    let mut p = Peer::spawn("sockhub", common::bin(), args);
+    p.finish_ok().trim().to_string()
+}
+
+/// A free loopback port for a peer that must be told its port (php -S).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The classic backend workflow end to end: `sockhub serve` with client tokens, an API key and
+/// webhooks to a PHP app under `php -S` that checks every signature, refuses one user on
+/// connect, and answers each message by publishing through the HTTP API with PHP's stream
+/// functions. Tokens come from `sockhub token`; `sockhub publish` pushes from the shell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_backend_gets_signed_webhooks_and_publishes_through_the_api() {
+    if !peers_present(
+        "php_backend_gets_signed_webhooks_and_publishes_through_the_api",
+        true,
+        false,
+    ) {
+        return;
+    }
+    let php_port = free_port();
+    let php_addr = format!("127.0.0.1:{php_port}");
+    let webhook = format!("http://{php_addr}/");
+    let mut hub = Sockhub::serve(&[
+        "--api-key",
+        "api-k3y",
+        "--token-secret",
+        "t0ken-secret",
+        "--webhook",
+        &webhook,
+        "--webhook-secret",
+        "hook-secret",
+        "--webhook-timeout",
+        "5s",
+    ]);
+    let api = format!("http://{}", hub.http.expect("http listener"));
+    let script = peer_script("webhook_backend.php");
+    let mut backend = Peer::spawn_env(
+        "php -S backend",
+        php(),
+        &["-S", &php_addr, &script.to_string_lossy()],
+        &[
+            ("WEBHOOK_SECRET", "hook-secret"),
+            ("SOCKHUB_API", &api),
+            ("SOCKHUB_API_KEY", "api-k3y"),
+            ("BANNED_USER", "mallory"),
+        ],
+    );
+    backend.stderr_line("started");
+
+    let token = |user: &str| {
+        run_sockhub(&[
+            "token",
+            "--secret",
+            "t0ken-secret",
+            "--user",
+            user,
+            "--channel",
+            "lobby",
+        ])
+    };
+    // mallory is refused by the backend, with its reason, before the upgrade.
+    let refused = WsClient::try_connect(&hub.ws_url(&format!("/ws?token={}", token("mallory"))))
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        refused.as_deref().is_some_and(|e| e.contains("403")),
+        "{refused:?}"
+    );
+    backend.stderr_line("EVENT connect mallory");
+
+    let mut alice = WsClient::connect(&hub.ws_url(&format!("/ws?token={}", token("alice")))).await;
+    let mut bob = WsClient::connect(&hub.ws_url(&format!("/ws?token={}", token("bob")))).await;
+    backend.stderr_line("EVENT connect bob");
+
+    // alice speaks: bob gets it from the built-in broadcast, then both get the backend's answer.
+    alice.send_text("hello backend").await;
+    assert_eq!(bob.recv_text().await, "hello backend");
+    assert_eq!(bob.recv_text().await, "backend saw alice: hello backend");
+    assert_eq!(alice.recv_text().await, "backend saw alice: hello backend");
+    backend.stderr_line(r#"PUBLISHED {"channels":1,"deliveries":2}"#);
+
+    // The shell publishes too.
+    let out = run_sockhub(&[
+        "publish",
+        "--url",
+        &api,
+        "--api-key",
+        "api-k3y",
+        "--channel",
+        "lobby",
+        "from the shell",
+    ]);
+    assert_eq!(out, r#"{"channels":1,"deliveries":2}"#);
+    assert_eq!(alice.recv_text().await, "from the shell");
+    assert_eq!(bob.recv_text().await, "from the shell");
+
+    // Without the key the API refuses, and `sockhub publish` says so and fails.
+    let mut nokey = Peer::spawn(
+        "sockhub publish without key",
+        common::bin(),
+        &["publish", "--url", &api, "--channel", "lobby", "x"],
+    );
+    let (status, _) = nokey.finish();
+    assert!(!status.success());
+    assert!(
+        nokey.stderr.text().contains("HTTP 401"),
+        "{}",
+        nokey.transcript()
+    );
+
+    bob.close().await;
+    backend.stderr_line("EVENT close bob");
+    assert!(
+        !backend.stderr.text().contains("BAD SIGNATURE"),
+        "{}",
+        backend.transcript()
+    );
+
+    // /metrics parses with the Prometheus project's own Python parser, and shows the webhooks.
+    let families = prometheus_families(&format!("{api}/metrics"));
+    let sample = |name: &str, labels: &str| {
+        families
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} {labels} ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} {labels} in\n{families}"))
+    };
+    assert_eq!(
+        sample(
+            "sockhub_webhook_requests_total",
+            r#"{"event":"connect","outcome":"refused"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            "sockhub_webhook_requests_total",
+            r#"{"event":"connect","outcome":"ok"}"#
+        ),
+        2.0
+    );
+    assert!(sample("sockhub_publishes_total", "{}") >= 3.0);
+    assert_eq!(sample("sockhub_connections", r#"{"transport":"ws"}"#), 1.0);
+
+    alice.close().await;
+    let status = hub.stop("TERM");
+    assert!(status.success(), "sockhub exited with {status}");
+}
+
+/// Fetches a Prometheus text page and parses it with `prometheus_client.parser` (PyPI), printing
+/// one `name {labels as sorted JSON} value` line per sample. Fails if the page does not parse.
+fn prometheus_families(url: &str) -> String {
+    let program = r#"
+import json, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        print(s.name, json.dumps(s.labels, sort_keys=True, separators=(",", ":")), s.value)
+"#;
+    let mut p = Peer::spawn("prometheus parser", python(), &["-c", program, url]);
+    p.finish_ok()
 }
