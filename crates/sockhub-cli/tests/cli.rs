@@ -40,12 +40,80 @@ fn serve_help_documents_the_contract_flags() {
         "--config",
         "--handler",
         "--workers",
+        "--api-key",
+        "--webhook",
+        "--webhook-secret",
+        "--token-secret",
     ] {
         assert!(out.contains(flag), "--help lists {flag}");
     }
     let (code, out, _) = run(&["connect", "--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("--send") && out.contains("--timeout"));
+    let (code, out, _) = run(&["publish", "--help"]);
+    assert_eq!(code, 0);
+    for flag in ["--url", "--api-key", "--channel"] {
+        assert!(out.contains(flag), "publish --help lists {flag}");
+    }
+    let (code, out, _) = run(&["token", "--help"]);
+    assert_eq!(code, 0);
+    for flag in ["--secret", "--user", "--channel"] {
+        assert!(out.contains(flag), "token --help lists {flag}");
+    }
+}
+
+#[test]
+fn an_open_api_on_a_public_address_is_refused_with_the_reason() {
+    let (code, _, err) = run(&[
+        "serve",
+        "--http",
+        "0.0.0.0:0",
+        "--tcp",
+        "off",
+        "--udp",
+        "off",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("without an API key"), "{err}");
+    assert!(err.contains("--api-key"), "{err}");
+    // With a key it starts (and is stopped at once).
+    let mut s = Sockhub::spawn(&[
+        "serve",
+        "--http",
+        "0.0.0.0:0",
+        "--tcp",
+        "off",
+        "--udp",
+        "off",
+        "--api-key",
+        "k",
+    ]);
+    assert!(s.stop("TERM").success());
+}
+
+#[test]
+fn token_mints_what_the_server_accepts() {
+    let (code, out, _) = run(&[
+        "token",
+        "--secret",
+        "s",
+        "--user",
+        "u1",
+        "--channel",
+        "room-*",
+        "--ttl",
+        "10m",
+    ]);
+    assert_eq!(code, 0);
+    let claims = sockhub::auth::TokenSecret::new("s")
+        .verify(out.trim(), sockhub::auth::unix_now())
+        .expect("valid token");
+    assert_eq!(claims.sub, "u1");
+    assert_eq!(claims.channels, vec!["room-*"]);
+    let ttl = claims.exp - sockhub::auth::unix_now();
+    assert!((590..=600).contains(&ttl), "{ttl}");
+    let (code, _, err) = run(&["token", "--secret", "", "--user", "u"]);
+    assert_eq!(code, 2, "{err}");
 }
 
 #[test]
