@@ -43,8 +43,60 @@ enum Conn {
         /// Received bytes not yet printed (length-prefixed framing only).
         buf: BytesMut,
     },
-    Udp(UdpSocket),
+    Udp(Box<Udp>),
     Ws(Box<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>>),
+}
+
+/// A `udp://` connection, with sockhub's return-routability exchange.
+struct Udp {
+    /// Connected to the server.
+    socket: UdpSocket,
+    /// Whether the first message (and the cookie exchange before it) was sent.
+    started: bool,
+    /// Datagrams that arrived while waiting for the cookie, printed first.
+    early: std::collections::VecDeque<Vec<u8>>,
+}
+
+/// How long the first send waits for a cookie before giving up (a server that is not sockhub,
+/// or a lost datagram: the server then offers a cookie later, and it is echoed when it comes).
+const COOKIE_WAIT: Duration = Duration::from_secs(1);
+
+/// A cookie request (the raw form works on raw and json listeners alike).
+const COOKIE_REQUEST: &[u8] = b"SOCKHUB-COOKIE";
+
+/// Whether a datagram is a cookie from the server (raw or json form), to be sent back as is.
+fn is_cookie(d: &[u8]) -> bool {
+    d.starts_with(b"SOCKHUB-COOKIE ") || d.starts_with(br#"{"type":"cookie","#)
+}
+
+impl Udp {
+    /// sockhub sends a UDP source at most 3x what it sent until the source echoes a cookie.
+    /// Before the first message: ask for one and echo it, so the session opens validated and
+    /// every broadcast is printed from the start.
+    async fn validate(&mut self) -> Result<(), String> {
+        self.socket
+            .send(COOKIE_REQUEST)
+            .await
+            .map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + COOKIE_WAIT;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let n = match tokio::time::timeout_at(deadline, self.socket.recv(&mut buf)).await {
+                Ok(r) => r.map_err(|e| e.to_string())?,
+                Err(_) => return Ok(()), // no cookie: carry on unvalidated
+            };
+            let d = &buf[..n];
+            if is_cookie(d) {
+                return self
+                    .socket
+                    .send(d)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string());
+            }
+            self.early.push_back(d.to_vec());
+        }
+    }
 }
 
 /// Something received.
@@ -171,7 +223,11 @@ async fn open(args: &ConnectArgs) -> Result<Conn, String> {
                 .connect(target)
                 .await
                 .map_err(|e| format!("cannot connect to udp://{addr}: {e}"))?;
-            Ok(Conn::Udp(socket))
+            Ok(Conn::Udp(Box::new(Udp {
+                socket,
+                started: false,
+                early: Default::default(),
+            })))
         }
         "ws" => {
             let (ws, _resp) = tokio_tungstenite::connect_async(args.url.as_str())
@@ -206,11 +262,17 @@ impl Conn {
                 }
                 stream.write_all(&bytes).await.map_err(|e| e.to_string())
             }
-            Conn::Udp(s) => s
-                .send(text.as_bytes())
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            Conn::Udp(u) => {
+                if !u.started {
+                    u.started = true;
+                    u.validate().await?;
+                }
+                u.socket
+                    .send(text.as_bytes())
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
             Conn::Ws(ws) => ws
                 .send(WsMessage::text(text))
                 .await
@@ -265,12 +327,23 @@ impl Conn {
                     return Ok(Received::Closed("server closed the connection".into()));
                 }
             },
-            Conn::Udp(s) => {
+            Conn::Udp(u) => {
+                if let Some(mut d) = u.early.pop_front() {
+                    d.push(b'\n');
+                    return Ok(Received::Bytes(d));
+                }
                 let mut buf = vec![0u8; 65_536];
-                let n = s.recv(&mut buf).await.map_err(|e| e.to_string())?;
-                buf.truncate(n);
-                buf.push(b'\n');
-                Ok(Received::Bytes(buf))
+                loop {
+                    let n = u.socket.recv(&mut buf).await.map_err(|e| e.to_string())?;
+                    if is_cookie(&buf[..n]) {
+                        // The server offers a cookie to a source it has not validated yet.
+                        u.socket.send(&buf[..n]).await.map_err(|e| e.to_string())?;
+                        continue;
+                    }
+                    buf.truncate(n);
+                    buf.push(b'\n');
+                    return Ok(Received::Bytes(buf));
+                }
             }
             Conn::Ws(ws) => loop {
                 match ws.next().await {

@@ -422,9 +422,25 @@ impl TcpClient {
     }
 }
 
-/// A UDP client connected to the server's socket.
+/// A UDP client connected to the server's socket. It completes sockhub's return-routability
+/// exchange by itself (see `sockhub`'s UDP docs): before its first datagram it asks for a cookie
+/// (`SOCKHUB-COOKIE`) and echoes it, which opens its session already validated, so it receives
+/// every broadcast; any cookie received later is echoed and never returned by
+/// [`UdpClient::recv`]. For a source that never echoes, use a plain `UdpSocket`.
 pub struct UdpClient {
     socket: UdpSocket,
+    /// Whether the first datagram (and with it the cookie exchange) was sent.
+    started: std::sync::atomic::AtomicBool,
+    /// Datagrams received while waiting for the cookie, handed out by `recv` first.
+    early: std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>,
+}
+
+/// The raw form of a cookie request; a cookie is this, a space and 16 hex digits.
+const COOKIE_REQUEST: &[u8] = b"SOCKHUB-COOKIE";
+
+/// Whether `d` is a cookie from the server (raw or json form), to be echoed.
+pub fn is_cookie(d: &[u8]) -> bool {
+    d.starts_with(b"SOCKHUB-COOKIE ") || d.starts_with(br#"{"type":"cookie","#)
 }
 
 impl UdpClient {
@@ -432,21 +448,55 @@ impl UdpClient {
     pub async fn connect(server: SocketAddr) -> UdpClient {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("udp bind");
         socket.connect(server).await.expect("udp connect");
-        UdpClient { socket }
+        UdpClient {
+            socket,
+            started: Default::default(),
+            early: Default::default(),
+        }
     }
 
-    /// Sends one datagram.
+    /// The client's own address (as the server sees it).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().expect("udp local addr")
+    }
+
+    /// Sends one datagram (the first one wrapped in the cookie exchange).
     pub async fn send(&self, payload: &[u8]) {
+        let first = !self
+            .started
+            .swap(true, std::sync::atomic::Ordering::Relaxed);
+        if first {
+            self.socket.send(COOKIE_REQUEST).await.expect("udp send");
+            let cookie = self.recv_raw(true).await;
+            // The server reads the echo before the payload: the session is validated first.
+            self.socket.send(&cookie).await.expect("udp send");
+        }
         self.socket.send(payload).await.expect("udp send");
     }
 
-    /// The next datagram.
+    /// The next datagram (cookies are echoed and skipped).
     pub async fn recv(&self) -> Vec<u8> {
+        if let Some(d) = self.early.lock().unwrap().pop_front() {
+            return d;
+        }
+        self.recv_raw(false).await
+    }
+
+    /// The next datagram from the socket: a cookie when `want_cookie` (other datagrams are
+    /// kept for `recv`), else the next non-cookie datagram (cookies are echoed).
+    async fn recv_raw(&self, want_cookie: bool) -> Vec<u8> {
         within("udp datagram", async {
             let mut buf = vec![0u8; 65_536];
-            let n = self.socket.recv(&mut buf).await.expect("udp recv");
-            buf.truncate(n);
-            buf
+            loop {
+                let n = self.socket.recv(&mut buf).await.expect("udp recv");
+                let d = buf[..n].to_vec();
+                match (is_cookie(&d), want_cookie) {
+                    (true, true) => return d,
+                    (true, false) => self.socket.send(&d).await.map(drop).expect("udp send"),
+                    (false, true) => self.early.lock().unwrap().push_back(d),
+                    (false, false) => return d,
+                }
+            }
         })
         .await
     }

@@ -4,6 +4,11 @@
 //! One receive loop per socket owns the peer table; each peer session has a small task that
 //! sends its outbox as datagrams and watches its expiry. Datagrams longer than
 //! `max_message_size` are dropped and counted (`udp_oversized_dropped`).
+//!
+//! A source address is unproven until the peer echoes a cookie ([`validation`]): until then it
+//! is sent at most 3× the bytes it sent, and the rest is dropped and counted
+//! (`udp_unvalidated_dropped`), so a spoofed datagram cannot turn a busy channel into a flood
+//! aimed at someone else.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -23,8 +28,16 @@ use crate::server::ServerShared;
 use crate::session::Session;
 use crate::transport::dispatch;
 
+pub(crate) mod validation;
+
+use validation::{parse_control, Answer, CookieJar, Credit, Validator, MAX_AMPLIFICATION};
+
 /// Largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
+
+/// Cookie requests and echoes up to this size are read whatever `max_message_size` is: a
+/// client must be able to validate its address even where messages are tiny.
+const MAX_CONTROL: usize = 64;
 
 /// One known peer.
 struct Peer {
@@ -34,11 +47,9 @@ struct Peer {
     last_rx: Instant,
     /// `max_messages_per_second` for this source address.
     rate: RateLimiter,
+    /// Return-routability: validated yet, and if not, how many bytes it may still be sent.
+    credit: Credit,
 }
-
-/// The most a reply to an unknown source may be, relative to what it sent: an attacker spoofing
-/// a victim's address must not get more than this factor of amplification from error replies.
-const MAX_AMPLIFICATION: usize = 3;
 
 /// Sends `reply` to an unknown source only if it is small enough relative to the `received`
 /// datagram; otherwise stays silent.
@@ -51,18 +62,85 @@ fn reply_unvalidated(socket: &UdpSocket, reply: &[u8], received: usize, addr: So
 /// Peer address → peer. Locked by the receive loop per datagram and by peer tasks on expiry.
 type PeerTable = Arc<Mutex<HashMap<SocketAddr, Peer>>>;
 
+/// What the receive loop shares with the peers it opens.
+struct Listener {
+    /// The server.
+    server: Arc<ServerShared>,
+    /// The socket, shared with every peer task.
+    socket: Arc<UdpSocket>,
+    /// Known peers.
+    peers: PeerTable,
+    /// Options of this listener.
+    options: UdpOptions,
+}
+
+impl Listener {
+    /// Opens a session for a new source (running `on_connect`), records it in the peer table
+    /// with `credit`, and spawns its peer task. On refusal, the reason for the client (not
+    /// yet counted).
+    fn open_peer(&self, addr: SocketAddr, credit: Credit) -> Result<Session, CloseReason> {
+        let server = &self.server;
+        let Ok(permit) = server.permits.clone().try_acquire_owned() else {
+            return Err(CloseReason::ServerFull {
+                max: server.config.limits.max_connections,
+            });
+        };
+        let session = server.open_session(
+            crate::Transport::Udp,
+            addr,
+            self.format(),
+            &self.options.channels,
+        )?;
+        let now = Instant::now();
+        let mut rate = RateLimiter::new(server.config.limits.max_messages_per_second, now);
+        rate.take(now); // this first datagram
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            addr,
+            Peer {
+                session: session.clone(),
+                last_rx: now,
+                rate,
+                credit,
+            },
+        );
+        server.tracker.spawn(peer_task(
+            server.clone(),
+            self.socket.clone(),
+            self.peers.clone(),
+            session.clone(),
+            permit,
+        ));
+        Ok(session)
+    }
+
+    fn format(&self) -> WireFormat {
+        WireFormat {
+            framing: Framing::Datagram,
+            protocol: self.options.protocol,
+        }
+    }
+}
+
 /// Receives datagrams until shutdown.
 pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: UdpOptions) {
-    let socket = Arc::new(socket);
-    let peers: PeerTable = Arc::default();
+    let validator = Validator::new(
+        CookieJar::random(),
+        options.address_validation,
+        options.protocol,
+    );
+    let listener = Listener {
+        server: server.clone(),
+        socket: Arc::new(socket),
+        peers: Arc::default(),
+        options,
+    };
+    let (socket, peers, protocol) = (&listener.socket, &listener.peers, listener.options.protocol);
+    let format = listener.format();
     let max = server.config.limits.max_message_size;
     // One byte more than the limit, so an oversized datagram shows as `n > max` (the kernel
-    // truncates what does not fit).
-    let mut buf = vec![0u8; max.saturating_add(1).min(MAX_DATAGRAM + 1)];
-    let format = WireFormat {
-        framing: Framing::Datagram,
-        protocol: options.protocol,
-    };
+    // truncates what does not fit); never less than a control datagram, which any limit admits.
+    let mut buf = vec![0u8; max.max(MAX_CONTROL).saturating_add(1).min(MAX_DATAGRAM + 1)];
+    let started = Instant::now();
     loop {
         let (n, addr) = tokio::select! {
             _ = server.shutdown.cancelled() => break,
@@ -75,17 +153,23 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
                 }
             },
         };
-        if n > max {
+        let datagram = &buf[..n];
+        // Cookie requests and echoes are never messages.
+        let control = (n <= MAX_CONTROL)
+            .then(|| parse_control(protocol, datagram))
+            .flatten();
+        if n > max && control.is_none() {
             server.hub.stats().udp_oversized();
             tracing::debug!(peer = %addr, max_message_size = max, "udp datagram too large; dropped");
             continue;
         }
-        let message = Message::from_bytes(Bytes::copy_from_slice(&buf[..n]));
+        let epoch = Validator::epoch(started.elapsed());
         let existing = {
             let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
             table.get_mut(&addr).map(|p| {
                 let now = Instant::now();
                 p.last_rx = now;
+                p.credit.received(n);
                 (p.session.clone(), p.rate.take(now))
             })
         };
@@ -97,56 +181,73 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
             Some((s, true)) => Some(s),
             None => None,
         };
-        let session = match existing {
-            Some(s) => s,
-            None => {
-                let Ok(permit) = server.permits.clone().try_acquire_owned() else {
-                    server.hub.stats().refused_full();
-                    let reason = CloseReason::ServerFull {
-                        max: server.config.limits.max_connections,
-                    };
-                    reply_unvalidated(&socket, &encode_close_notice(format, &reason), n, addr);
+        let session = match (existing, control) {
+            (Some(session), None) => session,
+            (None, None) => match listener.open_peer(addr, validator.new_credit(n)) {
+                Ok(session) => session,
+                Err(reason) => {
+                    if matches!(reason, CloseReason::ServerFull { .. }) {
+                        server.hub.stats().refused_full();
+                    }
+                    reply_unvalidated(socket, &encode_close_notice(format, &reason), n, addr);
                     continue;
-                };
-                let session = match server.open_session(
-                    crate::Transport::Udp,
-                    addr,
-                    format,
-                    &options.channels,
-                ) {
-                    Ok(s) => s,
-                    Err(reason) => {
-                        reply_unvalidated(&socket, &encode_close_notice(format, &reason), n, addr);
-                        continue;
+                }
+            },
+            (Some(_), Some(control)) => {
+                let answer = {
+                    let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
+                    match table.get_mut(&addr) {
+                        Some(p) => {
+                            let was = p.credit.is_validated();
+                            let answer =
+                                validator.on_control(addr, control, Some(&mut p.credit), n, epoch);
+                            if !was && p.credit.is_validated() {
+                                tracing::debug!(peer = %addr, "udp source validated");
+                            }
+                            answer
+                        }
+                        None => Answer::Nothing,
                     }
                 };
-                peers.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    addr,
-                    Peer {
-                        session: session.clone(),
-                        last_rx: Instant::now(),
-                        rate: {
-                            let now = Instant::now();
-                            let rate = server.config.limits.max_messages_per_second;
-                            let mut r = RateLimiter::new(rate, now);
-                            r.take(now); // this first datagram
-                            r
-                        },
-                    },
-                );
-                server.tracker.spawn(peer_task(
-                    server.clone(),
-                    socket.clone(),
-                    peers.clone(),
-                    session.clone(),
-                    permit,
-                ));
-                session
+                if let Answer::Reply(reply) = answer {
+                    let _ = socket.try_send_to(&reply, addr);
+                }
+                continue;
+            }
+            (None, Some(control)) => {
+                match validator.on_control(addr, control, None, n, epoch) {
+                    Answer::Reply(reply) => {
+                        let _ = socket.try_send_to(&reply, addr);
+                    }
+                    Answer::Open => {
+                        // Not answered here: the source's first message gets the refusal.
+                        if let Err(reason) = listener.open_peer(addr, validator.validated_credit())
+                        {
+                            tracing::debug!(peer = %addr, %reason, "udp cookie echo: no session");
+                        }
+                    }
+                    Answer::Nothing => {}
+                }
+                continue;
             }
         };
+        // Offer the cookie an unvalidated source is owed, once it fits in 3x what it sent.
+        // Before the dispatch: the cookie is what unlocks everything else, so it goes first.
+        let offer = {
+            let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
+            table
+                .get_mut(&addr)
+                .and_then(|p| validator.offer(addr, &mut p.credit, epoch))
+        };
+        if let Some(cookie) = offer {
+            let _ = socket.try_send_to(&cookie, addr);
+        }
         if session.shared.outbox.closing().is_none() {
             server.hub.stats().message_in();
-            dispatch(&session, message);
+            dispatch(
+                &session,
+                Message::from_bytes(Bytes::copy_from_slice(datagram)),
+            );
         }
     }
 }
@@ -162,25 +263,54 @@ async fn peer_task(
     let addr = session.peer();
     let idle = server.config.limits.idle_timeout;
     let mut writing: VecDeque<Bytes> = VecDeque::new();
+    let mut sendable: Vec<Bytes> = Vec::new();
+    // Once validated, a source stays validated for the session's life: stop asking.
+    let mut validated = false;
     let mut shutdown_seen = false;
     let reason = loop {
         let closing = session.shared.outbox.take(&mut writing);
-        let (mut bytes, frames) = (0, writing.len());
-        for frame in writing.drain(..) {
-            bytes += frame.len();
+        let (bytes, frames) = (writing.iter().map(Bytes::len).sum(), writing.len());
+        let notice = closing.as_ref().and_then(|reason| {
+            // Idle expiry is silent; anything the server decided is announced.
+            (reason.notifies_client()
+                && !matches!(reason, CloseReason::IdleTimeout | CloseReason::Normal))
+            .then(|| encode_close_notice(session.format(), reason))
+        });
+        let mut notice_allowed = true;
+        if validated {
+            sendable.extend(writing.drain(..));
+        } else {
+            // An unvalidated source is sent frames up to its credit; the rest is dropped.
+            let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
+            match table.get_mut(&addr).map(|p| &mut p.credit) {
+                Some(c) if !c.is_validated() => {
+                    let before = writing.len();
+                    sendable.extend(writing.drain(..).filter(|f| c.spend(f.len())));
+                    let dropped = before - sendable.len();
+                    if let Some(n) = &notice {
+                        notice_allowed = c.spend(n.len());
+                    }
+                    let dropped = dropped + usize::from(!notice_allowed);
+                    if dropped > 0 {
+                        server.hub.stats().udp_unvalidated_dropped(dropped as u64);
+                    }
+                }
+                // Validated, or vanished from the table (then the loop ends below).
+                other => {
+                    validated = other.is_some();
+                    sendable.extend(writing.drain(..));
+                }
+            }
+        }
+        for frame in sendable.drain(..) {
             if let Err(e) = socket.send_to(&frame, addr).await {
                 tracing::debug!(peer = %addr, error = %e, "udp send failed");
             }
         }
         session.shared.outbox.written(bytes, frames);
         if let Some(reason) = closing {
-            // Idle expiry is silent; anything the server decided is announced.
-            if reason.notifies_client()
-                && !matches!(reason, CloseReason::IdleTimeout | CloseReason::Normal)
-            {
-                let _ = socket
-                    .send_to(&encode_close_notice(session.format(), &reason), addr)
-                    .await;
+            if let Some(notice) = notice.filter(|_| notice_allowed) {
+                let _ = socket.send_to(&notice, addr).await;
             }
             break reason;
         }
