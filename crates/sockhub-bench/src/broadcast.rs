@@ -4,6 +4,10 @@
 //! `x` padding), so every subscriber measures publish-to-receive latency from the payload
 //! prefix it captures while scanning; nothing else of the payload is copied.
 //!
+//! With `--slow N`, N more subscribers complete the handshake and then read nothing until the
+//! run is over (see [`slow_subscriber`]); every figure but their own counts is the fast
+//! subscribers'.
+//!
 //! The publisher sends on a schedule (message i is due at start + i / rate; everything due is
 //! written at once, so a late wake-up catches up in one write). Messages sent inside the
 //! measured window are the expected ones: each should reach every subscriber.
@@ -78,7 +82,12 @@ impl PubState {
 struct Plan {
     target: WsTarget,
     request: Rc<[u8]>,
+    /// Connections: the fast subscribers (indices `0..fast`), then the slow ones.
     total: u64,
+    /// Fast subscribers.
+    fast: u64,
+    /// Socket options of the slow subscribers.
+    slow_socket: wsproto::SlowSocket,
     publish: Publish,
     size: usize,
     rate: u32,
@@ -107,7 +116,12 @@ pub(crate) fn run(common: &CommonArgs, a: &BroadcastArgs) -> Result<Report, Stri
         },
     };
     let probe = Probe::new(common.pid)?;
-    let n = u64::from(a.subscribers);
+    let fast = u64::from(a.subscribers);
+    let slow_socket = wsproto::SlowSocket {
+        rcvbuf: a.slow_rcvbuf,
+        mss: a.slow_mss,
+    };
+    let n = fast + u64::from(a.slow);
     ensure_fds(n + 1)?;
     if let Publish::Http { .. } = &publish {
         preflight_http(&publish)?;
@@ -128,6 +142,8 @@ pub(crate) fn run(common: &CommonArgs, a: &BroadcastArgs) -> Result<Report, Stri
                 target: t2.clone(),
                 request: Rc::from(request.as_slice()),
                 total: n,
+                fast,
+                slow_socket,
                 publish: p2.clone(),
                 size,
                 rate,
@@ -168,7 +184,15 @@ pub(crate) fn run(common: &CommonArgs, a: &BroadcastArgs) -> Result<Report, Stri
     let s0 = probe.server();
     let g0 = probe.myself();
     let m0 = workers.sum(|l| &l.msgs);
+    // The server's RSS, sampled every ~100 ms through the window (memory under load).
+    let mut rss_peak = s0.and_then(|s| s.rss_kb);
+    let sample_rss = |peak: &mut Option<u64>| {
+        if let Some(kb) = probe.server().and_then(|s| s.rss_kb) {
+            *peak = Some(peak.map_or(kb, |p| p.max(kb)));
+        }
+    };
     runner::wait_until(sched.end, &mut progress, || {
+        sample_rss(&mut rss_peak);
         let m = workers.sum(|l| &l.msgs) - m0;
         let el = sched.warm_end.elapsed().as_secs_f64().max(1e-3);
         (
@@ -177,9 +201,19 @@ pub(crate) fn run(common: &CommonArgs, a: &BroadcastArgs) -> Result<Report, Stri
         )
     });
     progress.draw("draining", None, "");
-    let outs = workers.join()?;
-    let s1 = probe.server();
-    let g1 = probe.myself();
+    let (outs, s1, g1) = if a.slow > 0 {
+        // The slow subscribers read what is left only after `stop`: sample the server before,
+        // so that its CPU and RSS cover the run and not that final read.
+        runner::wait_until(sched.stop, &mut progress, || {
+            sample_rss(&mut rss_peak);
+            ("draining".into(), None)
+        });
+        let (s1, g1) = (probe.server(), probe.myself());
+        (workers.join()?, s1, g1)
+    } else {
+        let outs = workers.join()?;
+        (outs, probe.server(), probe.myself())
+    };
     progress.finish();
     if let Some(f) = state.fatal() {
         return Err(f);
@@ -203,6 +237,12 @@ pub(crate) fn run(common: &CommonArgs, a: &BroadcastArgs) -> Result<Report, Stri
         .put("warmup_s", a.warmup.as_secs_f64())
         .put("drain_s", a.drain.as_secs_f64())
         .put("threads", threads);
+    if a.slow > 0 {
+        r.parameters
+            .put("slow", a.slow)
+            .put("slow_rcvbuf", a.slow_rcvbuf)
+            .put("slow_mss", a.slow_mss);
+    }
     r.duration_s = round(secs, 3);
     r.counts
         .put("subscribers_opened", t.opened)
@@ -213,6 +253,17 @@ pub(crate) fn run(common: &CommonArgs, a: &BroadcastArgs) -> Result<Report, Stri
         .put("expected", expected)
         .put("delivered", t.received)
         .put("delivered_total", t.received_total);
+    if a.slow > 0 {
+        r.counts
+            .put("slow_opened", t.slow_opened)
+            .put("slow_disconnected", t.slow_disconnected);
+        r.notes.push(format!(
+            "{} slow subscribers read nothing until the end ({} of them found closed by the \
+             server); latency, deliveries and the delivered fraction are the {} fast \
+             subscribers' alone",
+            t.slow_opened, t.slow_disconnected, t.opened
+        ));
+    }
     r.rates
         .put(
             "delivered_fraction",
@@ -234,6 +285,10 @@ pub(crate) fn run(common: &CommonArgs, a: &BroadcastArgs) -> Result<Report, Stri
         },
         t.received,
     );
+    if common.pid.is_some() {
+        // VmHWM as the kernel reports it can lag its own VmRSS; keep the larger.
+        r.rss_kb_peak = r.rss_kb_peak.max(rss_peak).max(r.rss_kb_after);
+    }
     r.notes.push(
         "server and generator CPU cover the window plus the drain of its last messages".into(),
     );
@@ -244,8 +299,15 @@ pub(crate) fn run(common: &CommonArgs, a: &BroadcastArgs) -> Result<Report, Stri
 
 async fn worker(mut ctx: WorkerCtx, plan: Rc<Plan>) -> Tally {
     let tally = Rc::new(RefCell::new(Tally::default()));
-    let conns =
-        runner::open_all(&ctx, &plan.target, plan.request.clone(), plan.total, &tally).await;
+    let conns = runner::open_all(
+        &ctx,
+        &plan.target,
+        plan.request.clone(),
+        plan.total,
+        &tally,
+        Some((plan.fast, plan.slow_socket)),
+    )
+    .await;
     let publisher = if ctx.index == 0 {
         match open_publisher(&plan).await {
             Ok(p) => Some(p),
@@ -262,6 +324,17 @@ async fn worker(mut ctx: WorkerCtx, plan: Rc<Plan>) -> Tally {
         Phase::Go(s) => s,
         _ => return tally.take(),
     };
+    let (conns, slow): (Vec<Conn>, Vec<Conn>) =
+        conns.into_iter().partition(|c| c.index < plan.fast);
+    {
+        let mut t = tally.borrow_mut();
+        t.opened -= slow.len() as u64;
+        t.slow_opened += slow.len() as u64;
+    }
+    let slow_tasks: Vec<_> = slow
+        .into_iter()
+        .map(|c| tokio::task::spawn_local(slow_subscriber(c, sched, tally.clone())))
+        .collect();
     let mut tasks: Vec<_> = conns
         .into_iter()
         .map(|c| {
@@ -282,10 +355,63 @@ async fn worker(mut ctx: WorkerCtx, plan: Rc<Plan>) -> Tally {
             tally.clone(),
         )));
     }
+    tasks.extend(slow_tasks);
     for t in tasks {
         let _ = t.await;
     }
     tally.take()
+}
+
+/// How long a slow subscriber may take, after `stop`, to read what is left.
+const SLOW_CHECK: Duration = Duration::from_secs(3);
+/// Silence that tells a slow subscriber the server still holds it open.
+const SLOW_QUIET: Duration = Duration::from_millis(300);
+
+/// A slow subscriber: reads nothing until the run is over (`stop`), so the server's outbox for
+/// it fills up; then reads what is left, bounded by [`SLOW_CHECK`], to learn whether the server
+/// closed it (a close frame, EOF or an error) or still holds it ([`SLOW_QUIET`] of silence).
+async fn slow_subscriber(c: Conn, s: Schedule, tally: Rc<RefCell<Tally>>) {
+    let Conn { stream, early, .. } = c;
+    tokio::time::sleep_until(s.stop.into()).await;
+    let deadline = tokio::time::Instant::from(Instant::now() + SLOW_CHECK);
+    let mut scanner = Scanner::new(0);
+    let mut closed = holds_close(&mut scanner, &early);
+    while !closed {
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tokio::time::sleep(SLOW_QUIET) => break,
+            r = stream.readable() => {
+                if r.is_err() {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let gone = SCRATCH.with_borrow_mut(|buf| match read_once(&stream, buf) {
+            ReadOutcome::Data(n, _) => holds_close(&mut scanner, &buf[..n]),
+            ReadOutcome::WouldBlock => false,
+            ReadOutcome::Eof | ReadOutcome::Error(_) => true,
+        });
+        closed = gone;
+    }
+    if closed {
+        tally.borrow_mut().slow_disconnected += 1;
+    }
+}
+
+/// Scans `bytes`; true when they hold a close frame (or are not a valid frame stream, which
+/// also means the connection is over).
+fn holds_close(scanner: &mut Scanner, bytes: &[u8]) -> bool {
+    let mut close = false;
+    let ok = scanner
+        .feed(bytes, &mut |f| {
+            if let Frame::Close(_) = f {
+                close = true;
+            }
+        })
+        .is_ok();
+    close || !ok
 }
 
 /// A subscriber: scans deliveries, measures their latency, stops when it has everything the

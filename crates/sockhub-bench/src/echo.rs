@@ -182,8 +182,15 @@ pub(crate) fn no_connection(url: &str, outs: &[Tally]) -> String {
 
 async fn worker(mut ctx: WorkerCtx, plan: Rc<Plan>) -> Tally {
     let tally = Rc::new(RefCell::new(Tally::default()));
-    let conns =
-        runner::open_all(&ctx, &plan.target, plan.request.clone(), plan.total, &tally).await;
+    let conns = runner::open_all(
+        &ctx,
+        &plan.target,
+        plan.request.clone(),
+        plan.total,
+        &tally,
+        None,
+    )
+    .await;
     ctx.report_ready();
     let sched = match ctx.next_phase().await {
         Phase::Go(s) => s,

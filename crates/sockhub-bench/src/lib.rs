@@ -194,6 +194,23 @@ pub struct BroadcastArgs {
     /// After publishing stops, how long subscribers may take to receive what is still in flight.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub drain: Duration,
+    /// Slow subscribers, in addition to the N: they complete the handshake and then read
+    /// nothing, so the server must disconnect them as slow consumers or keep them at the outbox
+    /// limit (`--outbox-overflow drop-oldest`). Latency, deliveries and the delivered fraction
+    /// are the N fast subscribers' alone; at the end each slow one reads what is left to learn
+    /// whether the server closed it.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub slow: u32,
+    /// `SO_RCVBUF` of the slow subscribers, set before connecting (the kernel doubles it); 0:
+    /// the kernel's auto-tuned default.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    pub slow_rcvbuf: u32,
+    /// MSS the slow subscribers announce (`TCP_MAXSEG`); 0: loopback's own (~64 KB). Linux
+    /// sizes the server's send buffer from it: with loopback's MSS it takes ~4 MB per socket
+    /// before the server's outbox starts to fill (a minute at 1,000 msg/s × 64 B), with an
+    /// Ethernet-sized one tens of KB, as for a real remote client.
+    #[arg(long, value_name = "BYTES", default_value_t = 1460)]
+    pub slow_mss: u32,
 }
 
 /// `idle` scenario.

@@ -109,6 +109,9 @@ pub struct Report {
     pub(crate) per_server_cpu_s_unit: &'static str,
     pub(crate) rss_kb_before: Option<u64>,
     pub(crate) rss_kb_after: Option<u64>,
+    /// The server's peak RSS over its life (`VmHWM`) when the window closed: a fresh server's
+    /// peak under the run's load.
+    pub(crate) rss_kb_peak: Option<u64>,
     pub(crate) rss_anon_kb_before: Option<u64>,
     pub(crate) rss_anon_kb_after: Option<u64>,
     pub(crate) server_threads: Option<u64>,
@@ -119,6 +122,8 @@ pub struct Report {
     /// CPU-seconds the rest of the machine (neither server nor generator) used in the window:
     /// how noisy the run was.
     pub(crate) other_cpu_s: f64,
+    /// Of `other_cpu_s`, the machine's softirq time (loopback TCP work not charged to a process).
+    pub(crate) softirq_cpu_s: f64,
     pub(crate) errors: ErrorsOut,
     pub(crate) notes: Vec<String>,
     /// The count whose zero means "no result" (not serialized).
@@ -154,6 +159,7 @@ impl Report {
             per_server_cpu_s_unit: unit,
             rss_kb_before: None,
             rss_kb_after: None,
+            rss_kb_peak: None,
             rss_anon_kb_before: None,
             rss_anon_kb_after: None,
             server_threads: None,
@@ -161,6 +167,7 @@ impl Report {
             generator_cpu_pct: 0.0,
             generator_threads: 1,
             other_cpu_s: 0.0,
+            softirq_cpu_s: 0.0,
             errors: ErrorsOut::default(),
             notes: Vec::new(),
             primary: 0,
@@ -180,6 +187,12 @@ impl Report {
         let busy = g1.machine_busy_ticks.saturating_sub(g0.machine_busy_ticks) as f64 / 100.0;
         let server_cpu = w.server.as_ref().map_or(0.0, |(a, b)| b.cpu_s_since(a));
         self.other_cpu_s = round((busy - server_cpu - g1.cpu_s_since(g0)).max(0.0), 2);
+        self.softirq_cpu_s = round(
+            g1.machine_softirq_ticks
+                .saturating_sub(g0.machine_softirq_ticks) as f64
+                / 100.0,
+            2,
+        );
         if wall > 0.0 && self.other_cpu_s / wall > 0.25 {
             self.notes.push(format!(
                 "the machine was busy with other work ({:.0} % of a core on average): \
@@ -193,6 +206,7 @@ impl Report {
             self.per_server_cpu_s = (cpu > 0.0).then(|| round(work as f64 / cpu, 1));
             self.rss_kb_before = s0.rss_kb;
             self.rss_kb_after = s1.rss_kb;
+            self.rss_kb_peak = s1.rss_peak_kb;
             self.rss_anon_kb_before = s0.rss_anon_kb;
             self.rss_anon_kb_after = s1.rss_anon_kb;
             self.server_threads = s1.threads;
@@ -295,6 +309,9 @@ impl Report {
                 if let (Some(a), Some(b)) = (self.rss_anon_kb_before, self.rss_anon_kb_after) {
                     let _ = write!(s, " (anon {a} → {b} KB)");
                 }
+                if let Some(p) = self.rss_kb_peak {
+                    let _ = write!(s, "  peak {p} KB");
+                }
                 row(&mut t, "server", s);
                 row(
                     &mut t,
@@ -326,8 +343,8 @@ impl Report {
             &mut t,
             "other load",
             format!(
-                "{:.2} CPU-s used by other processes in the window",
-                self.other_cpu_s
+                "{:.2} CPU-s used by other processes in the window (softirq {:.2})",
+                self.other_cpu_s, self.softirq_cpu_s
             ),
         );
         let mut e = format!("{}", self.errors.total);

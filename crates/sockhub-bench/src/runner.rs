@@ -139,6 +139,10 @@ pub(crate) struct Tally {
     pub received_total: u64,
     /// Connections the server closed or lost during the run.
     pub lost: u64,
+    /// (broadcast `--slow`) Slow subscribers opened (not counted in `opened`).
+    pub slow_opened: u64,
+    /// Slow subscribers found disconnected by the server at the end.
+    pub slow_disconnected: u64,
     /// Probes answered / unanswered (idle).
     pub probes_ok: u64,
     /// Probes unanswered.
@@ -158,6 +162,8 @@ impl Default for Tally {
             received: 0,
             received_total: 0,
             lost: 0,
+            slow_opened: 0,
+            slow_disconnected: 0,
             probes_ok: 0,
             probes_failed: 0,
             hist: histogram(),
@@ -174,6 +180,8 @@ impl Tally {
         self.received += o.received;
         self.received_total += o.received_total;
         self.lost += o.lost;
+        self.slow_opened += o.slow_opened;
+        self.slow_disconnected += o.slow_disconnected;
         self.probes_ok += o.probes_ok;
         self.probes_failed += o.probes_failed;
         let _ = self.hist.add(&o.hist);
@@ -399,6 +407,8 @@ pub(crate) fn source_ips(target: &WsTarget, total: u64, per_ip: Option<u64>) -> 
 
 /// An open WebSocket connection.
 pub(crate) struct Conn {
+    /// Its index among all the run's connections (`0..total`).
+    pub index: u64,
     /// The socket.
     pub stream: TcpStream,
     /// Bytes received after the 101 response.
@@ -406,13 +416,16 @@ pub(crate) struct Conn {
 }
 
 /// Opens this thread's connections (at most `ctx.concurrency` at once, all by the connect
-/// deadline) and returns those that opened; failures are counted in `tally`.
+/// deadline) and returns those that opened; failures are counted in `tally`. With
+/// `slow: Some((from, options))`, connections from index `from` on are opened with those
+/// socket options (broadcast's slow subscribers).
 pub(crate) async fn open_all(
     ctx: &WorkerCtx,
     target: &WsTarget,
     request: Rc<[u8]>,
     total: u64,
     tally: &Rc<RefCell<Tally>>,
+    slow: Option<(u64, wsproto::SlowSocket)>,
 ) -> Vec<Conn> {
     let sem = Rc::new(tokio::sync::Semaphore::new(ctx.concurrency));
     let mut tasks = Vec::with_capacity(ctx.range.clone().count());
@@ -424,16 +437,21 @@ pub(crate) async fn open_all(
         let deadline = ctx.connect_deadline;
         let live = ctx.live.clone();
         let tally = tally.clone();
+        let opts = slow.and_then(|(from, o)| (i >= from).then_some(o));
         tasks.push(tokio::task::spawn_local(async move {
             let _permit = sem.acquire().await.ok()?;
             let left = deadline.saturating_duration_since(Instant::now());
-            let r = wsproto::connect(addr, bind, &request, left).await;
+            let r = wsproto::connect_with(addr, bind, &request, left, opts).await;
             Live::add(&live.attempted, 1);
             match r {
                 Ok((stream, early)) => {
                     Live::add(&live.conns, 1);
                     tally.borrow_mut().opened += 1;
-                    Some(Conn { stream, early })
+                    Some(Conn {
+                        index: i,
+                        stream,
+                        early,
+                    })
                 }
                 Err(e) => {
                     Live::add(&live.errors, 1);

@@ -64,8 +64,34 @@ pub(crate) async fn connect(
     request: &[u8],
     timeout: Duration,
 ) -> Result<(TcpStream, Vec<u8>), String> {
+    connect_with(addr, bind, request, timeout, None).await
+}
+
+/// Socket options that make a client which stops reading push back on the server the way it
+/// would across a real network, set before connecting (0: the kernel's default).
+///
+/// On loopback the MSS is ~64 KB, and Linux sizes a new connection's send buffer from MSS ×
+/// initial window: the server's socket then takes ~4 MB (`tcp_wmem` max) before its writes
+/// block, a minute of a 1,000 msg/s × 64 B channel. An Ethernet-sized MSS brings that to tens
+/// of KB, and a small receive buffer keeps the client's side small too.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlowSocket {
+    /// `SO_RCVBUF` (the kernel doubles it).
+    pub rcvbuf: u32,
+    /// `TCP_MAXSEG`: the MSS announced to the server.
+    pub mss: u32,
+}
+
+/// [`connect`] with [`SlowSocket`] options, when given.
+pub(crate) async fn connect_with(
+    addr: SocketAddr,
+    bind: Option<SocketAddr>,
+    request: &[u8],
+    timeout: Duration,
+    slow: Option<SlowSocket>,
+) -> Result<(TcpStream, Vec<u8>), String> {
     let fut = async {
-        let mut stream = tcp_connect(addr, bind).await?;
+        let mut stream = tcp_connect_with(addr, bind, slow).await?;
         let rest = handshake(&mut stream, request).await?;
         Ok((stream, rest))
     };
@@ -82,6 +108,15 @@ pub(crate) async fn connect(
 pub(crate) async fn tcp_connect(
     addr: SocketAddr,
     bind: Option<SocketAddr>,
+) -> Result<TcpStream, String> {
+    tcp_connect_with(addr, bind, None).await
+}
+
+/// [`tcp_connect`] with [`SlowSocket`] options, when given.
+pub(crate) async fn tcp_connect_with(
+    addr: SocketAddr,
+    bind: Option<SocketAddr>,
+    slow: Option<SlowSocket>,
 ) -> Result<TcpStream, String> {
     let err = |e: io::Error| format!("connect: {}", io_kind(&e));
     let socket = || {
@@ -101,6 +136,16 @@ pub(crate) async fn tcp_connect(
             }
             sock = socket().map_err(err)?;
             sock.bind(SocketAddr::new(b.ip(), 0)).map_err(err)?;
+        }
+    }
+    if let Some(o) = slow {
+        if o.rcvbuf > 0 {
+            sock.set_recv_buffer_size(o.rcvbuf).map_err(err)?;
+        }
+        if o.mss > 0 {
+            socket2::SockRef::from(&sock)
+                .set_tcp_mss(o.mss)
+                .map_err(err)?;
         }
     }
     let stream = sock.connect(addr).await.map_err(err)?;

@@ -222,6 +222,44 @@ fn broadcast_scenario_ws_and_tcp() {
 }
 
 #[test]
+fn broadcast_with_slow_subscribers_reports_them_apart() {
+    let server = Live::start(Broadcast);
+    let doc = bench_json(&[
+        "broadcast",
+        "--url",
+        &server.ws(),
+        "--subscribers",
+        "10",
+        "--slow",
+        "3",
+        "--rate",
+        "200",
+        "--size",
+        "64",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--drain",
+        "500ms",
+    ]);
+    assert_eq!(doc["parameters"]["slow"], 3, "{doc:#}");
+    assert_eq!(count(&doc, "subscribers_opened"), 10, "{doc:#}");
+    assert_eq!(count(&doc, "slow_opened"), 3, "{doc:#}");
+    assert!(count(&doc, "slow_disconnected") <= 3, "{doc:#}");
+    // Only the fast subscribers are expected to receive (and measured).
+    assert_eq!(
+        count(&doc, "expected"),
+        count(&doc, "published") * 10,
+        "{doc:#}"
+    );
+    assert!(count(&doc, "delivered") <= count(&doc, "expected"));
+    latency_ok(&doc);
+    let peak = doc["rss_kb_peak"].as_u64().expect("rss_kb_peak");
+    assert!(peak >= doc["rss_kb_after"].as_u64().unwrap(), "{doc:#}");
+}
+
+#[test]
 fn broadcast_over_http_says_unsupported_when_the_api_is_missing() {
     let server = Live::start(Broadcast);
     let out = bench(&[
