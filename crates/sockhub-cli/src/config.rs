@@ -63,9 +63,93 @@ pub struct FileConfig {
     pub api: sockhub::ApiOptions,
     /// `[auth]`: `token_secret` (see `sockhub::AuthOptions`).
     pub auth: sockhub::AuthOptions,
+    /// `[broker]`: `url` (`memory`, `redis://…`, `nats://…`), `node_id`, `prefix`.
+    pub broker: BrokerSection,
     /// `[webhook]`: `url`, `secret`, `events`, `timeout`, `max_concurrency`, `close_retries`,
     /// `on_failure` (see `sockhub::WebhookOptions`).
     pub webhook: Option<sockhub::WebhookOptions>,
+}
+
+/// `[broker]`.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSection {
+    /// `memory` (default), `redis://HOST:PORT` or `nats://HOST:PORT`.
+    pub url: String,
+    /// This node's name. Default: `HOSTNAME-RANDOM`.
+    pub node_id: Option<String>,
+    /// Prefix of every broker subject. Default `sockhub`.
+    pub prefix: String,
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        BrokerSection {
+            url: "memory".into(),
+            node_id: None,
+            prefix: "sockhub".into(),
+        }
+    }
+}
+
+impl BrokerSection {
+    /// Checks the URL scheme and the prefix.
+    fn check(&self) -> Result<(), String> {
+        let scheme_ok = self.url == "memory"
+            || self.url.starts_with("redis://")
+            || self.url.starts_with("nats://");
+        if !scheme_ok {
+            return Err(format!(
+                "broker {:?}: expected memory, redis://HOST:PORT or nats://HOST:PORT",
+                self.url
+            ));
+        }
+        let token_ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !token_ok(&self.prefix) {
+            return Err(format!(
+                "broker prefix {:?}: use letters, digits, - and _ only",
+                self.prefix
+            ));
+        }
+        if let Some(n) = &self.node_id {
+            if !token_ok(n) {
+                return Err(format!("node id {n:?}: use letters, digits, - and _ only"));
+            }
+        }
+        Ok(())
+    }
+
+    /// For the listening log line.
+    pub fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Starts the broker (inside the runtime).
+    ///
+    /// # Errors
+    /// A bad URL.
+    pub fn start(&self) -> Result<std::sync::Arc<dyn sockhub::Broker>, String> {
+        let options = sockhub::relay::RelayOptions {
+            node_id: self
+                .node_id
+                .clone()
+                .unwrap_or_else(sockhub::relay::default_node_id),
+            prefix: self.prefix.clone(),
+        };
+        if self.url.starts_with("redis://") {
+            let link = sockhub_redis::RedisLink::new(&self.url)?;
+            Ok(sockhub::relay::Relay::start(link, options))
+        } else if self.url.starts_with("nats://") {
+            let link = sockhub_nats::NatsLink::new(&self.url)?;
+            Ok(sockhub::relay::Relay::start(link, options))
+        } else {
+            Ok(std::sync::Arc::new(sockhub::MemoryBroker))
+        }
+    }
 }
 
 /// `[http]`.
@@ -278,6 +362,7 @@ impl FileConfig {
             }
         }
         self.to_server_config().validate()?;
+        self.broker.check()?;
         if !self.http.path.starts_with('/') {
             return Err(format!("http.path {:?} must start with /", self.http.path));
         }

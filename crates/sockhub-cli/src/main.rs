@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use sockhub::{Echo, Listeners, OverflowPolicy, Protocol, Server, TcpFraming};
+use std::sync::Arc;
+
+use sockhub::{Broadcast, Echo, Listeners, OverflowPolicy, Protocol, Server, TcpFraming};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::config::{Behavior, Bind, FileConfig};
@@ -166,6 +168,16 @@ struct ServeArgs {
     /// Time allowed for one webhook request. [default: 5s]
     #[arg(long, env = "SOCKHUB_WEBHOOK_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
     webhook_timeout: Option<Duration>,
+    /// Broker relaying publishes between nodes: `memory` (one node), `redis://HOST:PORT` or
+    /// `nats://HOST:PORT`. [default: memory]
+    #[arg(long, env = "SOCKHUB_BROKER", value_name = "URL")]
+    broker: Option<String>,
+    /// This node's name among the nodes sharing a broker. [default: HOSTNAME-RANDOM]
+    #[arg(long, env = "SOCKHUB_NODE_ID", value_name = "NAME")]
+    node_id: Option<String>,
+    /// Prefix of every broker subject, so deployments can share a broker. [default: sockhub]
+    #[arg(long, env = "SOCKHUB_BROKER_PREFIX", value_name = "PREFIX")]
+    broker_prefix: Option<String>,
     /// Runtime worker threads. [default: the number of CPU cores]
     #[arg(long, env = "SOCKHUB_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
@@ -257,6 +269,15 @@ fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
     if let Some(b) = args.handler {
         cfg.handler = Some(b);
     }
+    if let Some(b) = &args.broker {
+        cfg.broker.url = b.clone();
+    }
+    if let Some(n) = &args.node_id {
+        cfg.broker.node_id = Some(n.clone());
+    }
+    if let Some(p) = &args.broker_prefix {
+        cfg.broker.prefix = p.clone();
+    }
     if let Some(k) = &args.api_key {
         cfg.api.key = Some(k.clone());
     }
@@ -317,10 +338,18 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         let config = cfg.to_server_config();
-        let server = match cfg.handler.unwrap_or_default() {
-            Behavior::Broadcast => Server::new(config),
-            Behavior::Echo => Server::with_handler(config, Echo),
+        let handler: Arc<dyn sockhub::Handler> = match cfg.handler.unwrap_or_default() {
+            Behavior::Broadcast => Arc::new(Broadcast),
+            Behavior::Echo => Arc::new(Echo),
         };
+        let broker = match cfg.broker.start() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("sockhub: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        let server = Server::with_parts(config, handler, broker);
         let addr = |a: Option<SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
         tracing::info!(
             http = %addr(listeners.http.as_ref().and_then(|l| l.local_addr().ok())),
@@ -330,6 +359,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             },
             udp = %addr(listeners.udp.as_ref().and_then(|(u, _)| u.local_addr().ok())),
             handler = ?cfg.handler.unwrap_or_default(),
+            broker = %cfg.broker.describe(),
             max_connections = cfg.limits.max_connections,
             "sockhub listening"
         );

@@ -5,12 +5,12 @@
 //! | method + path | does | answers |
 //! |---|---|---|
 //! | `POST /api/publish` | `{"channel": "lobby", "data": "hi"}` (or `"channels": [...]`, `"data_base64"`, `"exclude_session"`) | `{"channels": 1, "deliveries": 3}` |
-//! | `GET /api/channels` | channels with subscribers (`?prefix=` filters) | `{"channels": [{"name", "subscribers"}]}` |
+//! | `GET /api/channels` | channels with subscribers on every node (`?prefix=` filters) | `{"channels": [{"name", "subscribers"}]}` |
 //! | `GET /api/channels/{name}` | one channel | `{"name", "subscribers", "occupied"}` |
 //! | `GET /api/sessions/{id}` | one session | `{"id", "transport", "peer", "user", "channels"}` |
-//! | `POST /api/sessions/{id}/send` | `{"data": "…"}` or `{"data_base64": "…"}` to one session | `{"sent": true}` |
-//! | `POST /api/sessions/{id}/close` | `{"reason": "…"}` (optional): close it (4010) | `{"closed": true}` |
-//! | `GET /api/stats` | every counter | the counters |
+//! | `POST /api/sessions/{id}/send` | `{"data": "…"}` or `{"data_base64": "…"}` to one session | `{"sent": true}`; 202 `{"sent": true, "relayed": true}` when another node holds it |
+//! | `POST /api/sessions/{id}/close` | `{"reason": "…"}` (optional): close it (4010) | `{"closed": true}`; 202 with `"relayed": true` when another node holds it |
+//! | `GET /api/stats` | every counter; with a broker, `cluster` (every node's sessions and channels) | the counters |
 //! | `GET /healthz` | liveness | `ok` |
 //! | `GET /readyz` | readiness: 503 while shutting down, or the broker or connect webhook is failing | `{"status": "ready" \| "degraded", "checks": {…}}` |
 //! | `GET /metrics` | Prometheus text format | |
@@ -58,7 +58,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -124,8 +124,8 @@ fn ok<T: Serialize>(body: &T) -> Response {
 }
 
 /// Proof that a request may use the API: the key matched (or no key is set and the client is
-/// on loopback), and the API rate limit had room.
-struct Authorized;
+/// on loopback), and the API rate limit had room. Also used by the dashboard's stats stream.
+pub(crate) struct Authorized;
 
 impl FromRequestParts<Arc<ServerShared>> for Authorized {
     type Rejection = ApiError;
@@ -371,7 +371,7 @@ async fn channels(
     query: Result<Query<ChannelsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let mut list = server.hub.channels();
+    let mut list = cluster_channels(&server);
     if let Some(prefix) = &q.prefix {
         list.retain(|c| c.name.starts_with(prefix.as_str()));
     }
@@ -389,7 +389,10 @@ async fn channel(
 ) -> Result<Response, ApiError> {
     validate_channel_name(&name)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_channel", e))?;
-    let subscribers = server.hub.subscribers(&name);
+    let subscribers = cluster_channels(&server)
+        .into_iter()
+        .find(|c| c.name == name)
+        .map_or(0, |c| c.subscribers);
     #[derive(Serialize)]
     struct Channel {
         name: String,
@@ -401,6 +404,26 @@ async fn channel(
         subscribers,
         occupied: subscribers > 0,
     }))
+}
+
+/// Channels with subscriber counts on every node: this node's now, the others' from their last
+/// heartbeat (at most a few seconds old).
+fn cluster_channels(server: &ServerShared) -> Vec<crate::hub::ChannelInfo> {
+    let mut list = server.hub.channels();
+    let Some(cluster) = server.hub.cluster() else {
+        return list;
+    };
+    let mut merged: std::collections::BTreeMap<String, usize> =
+        list.drain(..).map(|c| (c.name, c.subscribers)).collect();
+    for peer in &cluster.peers {
+        for (name, n) in &peer.channels {
+            *merged.entry(name.clone()).or_default() += *n as usize;
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(name, subscribers)| crate::hub::ChannelInfo { name, subscribers })
+        .collect()
 }
 
 fn session_id(raw: &str) -> Result<SessionId, ApiError> {
@@ -443,8 +466,13 @@ async fn send(
     let body = read_body(body, body_limit(&server)).await?;
     let b: SendBody = parse_json(&body)?;
     let message = payload(b.data, b.data_base64, server.config.limits.max_message_size)?;
-    match server.hub.send(id, message) {
+    match server.hub.send(id, message.clone()) {
         Ok(()) => Ok(ok(&serde_json::json!({ "sent": true }))),
+        // Not here: the node that holds it gets it through the broker.
+        Err(SendError::NoSuchSession) if server.hub.relay_send(id, message) => Ok(json_response(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "sent": true, "relayed": true }),
+        )),
         Err(SendError::NoSuchSession | SendError::Closing) => Err(unknown_session(id)),
         Err(SendError::OutboxFull) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -470,6 +498,11 @@ async fn close(
     let reason = b.reason.unwrap_or_else(|| "closed by the API".into());
     if server.hub.close(id, &reason) {
         Ok(ok(&serde_json::json!({ "closed": true })))
+    } else if server.hub.relay_close(id, &reason) {
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({ "closed": true, "relayed": true }),
+        ))
     } else {
         Err(unknown_session(id))
     }
@@ -477,18 +510,35 @@ async fn close(
 
 async fn stats(_: Authorized, State(server): State<Arc<ServerShared>>) -> Response {
     #[derive(Serialize)]
+    struct Cluster {
+        node: String,
+        nodes: Vec<crate::broker::PeerNode>,
+        connections: u64,
+        channels: usize,
+    }
+    #[derive(Serialize)]
     struct Stats {
         connections: u64,
         channels: usize,
         broker: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster: Option<Cluster>,
         #[serde(flatten)]
         counters: crate::stats::StatsSnapshot,
     }
     let counters = server.hub.stats().snapshot();
+    let connections = counters.ws_connections + counters.tcp_connections + counters.udp_sessions;
+    let cluster = server.hub.cluster().map(|c| Cluster {
+        connections: connections + c.peers.iter().map(|p| p.connections).sum::<u64>(),
+        channels: cluster_channels(&server).len(),
+        node: c.node,
+        nodes: c.peers,
+    });
     ok(&Stats {
-        connections: counters.ws_connections + counters.tcp_connections + counters.udp_sessions,
+        connections,
         channels: server.hub.channels().len(),
         broker: server.hub.broker_name(),
+        cluster,
         counters,
     })
 }

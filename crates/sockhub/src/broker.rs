@@ -5,7 +5,7 @@
 
 use std::sync::Weak;
 
-use crate::message::{ChannelName, Message};
+use crate::message::{ChannelName, Message, SessionId};
 
 /// Relays publishes between nodes.
 ///
@@ -30,15 +30,86 @@ pub trait Broker: Send + Sync + 'static {
         let _ = channel;
     }
 
-    /// A publish on this node, already delivered to local subscribers: relay it to the others.
-    fn publish(&self, channel: &ChannelName, message: &Message) {
-        let _ = (channel, message);
+    /// A publish on this node, about to be delivered to local subscribers: relay it to the
+    /// others. `from` is the publishing session (shown to json clients), `except` a session that
+    /// must not receive it, wherever it is.
+    fn publish(
+        &self,
+        channel: &ChannelName,
+        message: &Message,
+        from: Option<SessionId>,
+        except: Option<SessionId>,
+    ) {
+        let _ = (channel, message, from, except);
     }
 
     /// Is the broker connected? Readiness (`/readyz`) reports degraded while it is not.
     fn is_healthy(&self) -> bool {
         true
     }
+
+    /// Added to every session id of this node, so ids are unique across the cluster and name
+    /// their node (0 for a single node).
+    fn session_id_base(&self) -> u64 {
+        0
+    }
+
+    /// `id` is not on this node: pass `message` to the node that holds it. False if no live
+    /// node can hold it.
+    fn send_to_session(&self, id: SessionId, message: &Message) -> bool {
+        let _ = (id, message);
+        false
+    }
+
+    /// `id` is not on this node: ask the node that holds it to close it. False if no live node
+    /// can hold it.
+    fn close_session(&self, id: SessionId, reason: &str) -> bool {
+        let _ = (id, reason);
+        false
+    }
+
+    /// The other nodes as last heard from (`None` for a single node).
+    fn cluster(&self) -> Option<ClusterView> {
+        None
+    }
+
+    /// Relay counters for `/metrics`.
+    fn counters(&self) -> BrokerCounters {
+        BrokerCounters::default()
+    }
+}
+
+/// What a broker knows about the other nodes of the cluster (from their heartbeats).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This node's id.
+    pub node: String,
+    /// Every other live node.
+    pub peers: Vec<PeerNode>,
+}
+
+/// Another node, as its last heartbeat described it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerNode {
+    /// Its `--node-id`.
+    pub node: String,
+    /// Sessions open on it.
+    pub connections: u64,
+    /// Its channels with their local subscriber counts.
+    pub channels: Vec<(String, u64)>,
+}
+
+/// Relay counters of a broker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BrokerCounters {
+    /// Publishes handed to the broker server.
+    pub relayed: u64,
+    /// Publishes that could not be relayed (broker down, queue full, write failed).
+    pub relay_failed: u64,
+    /// Publishes received from other nodes.
+    pub received: u64,
+    /// Connections (re)established after a loss.
+    pub reconnects: u64,
 }
 
 /// The single-node broker: every subscriber is local, so there is nothing to relay.
@@ -55,7 +126,19 @@ impl Broker for MemoryBroker {
 /// that brokers stay independent of the hub's internals.
 pub(crate) trait LocalDelivery: Send + Sync {
     /// Fans a remote publish out to local subscribers; returns deliveries.
-    fn deliver_local(&self, channel: ChannelName, message: Message) -> usize;
+    fn deliver_local(
+        &self,
+        channel: ChannelName,
+        message: Message,
+        from: Option<SessionId>,
+        except: Option<SessionId>,
+    ) -> usize;
+    /// Sends to a local session; false if it is not here.
+    fn send_local(&self, id: SessionId, message: Message) -> bool;
+    /// Closes a local session; false if it is not here.
+    fn close_local(&self, id: SessionId, reason: &str) -> bool;
+    /// Local sessions and channels with their subscriber counts (for heartbeats).
+    fn local_view(&self) -> (u64, Vec<(String, u64)>);
 }
 
 /// How a broker delivers a publish from another node to this node's subscribers.
@@ -74,12 +157,43 @@ impl std::fmt::Debug for BrokerSink {
 }
 
 impl BrokerSink {
-    /// Delivers a remote publish to local subscribers of `channel` (not relayed again).
-    /// Returns the number of local deliveries; 0 once the hub is gone.
-    pub fn deliver(&self, channel: &str, message: Message) -> usize {
+    /// Delivers a remote publish to local subscribers of `channel` (not relayed again), but
+    /// not to `except`; json clients see `from` as the sender. Returns the number of local
+    /// deliveries; 0 once the hub is gone.
+    pub fn deliver(
+        &self,
+        channel: &str,
+        message: Message,
+        from: Option<SessionId>,
+        except: Option<SessionId>,
+    ) -> usize {
         match self.hub.upgrade() {
-            Some(hub) => hub.deliver_local(ChannelName::from(channel), message),
+            Some(hub) => hub.deliver_local(ChannelName::from(channel), message, from, except),
             None => 0,
         }
+    }
+
+    /// Sends to a session of this node (a request routed from another node); false if it is
+    /// not here.
+    pub fn send(&self, id: SessionId, message: Message) -> bool {
+        self.hub
+            .upgrade()
+            .is_some_and(|h| h.send_local(id, message))
+    }
+
+    /// Closes a session of this node (a request routed from another node); false if it is
+    /// not here.
+    pub fn close(&self, id: SessionId, reason: &str) -> bool {
+        self.hub
+            .upgrade()
+            .is_some_and(|h| h.close_local(id, reason))
+    }
+
+    /// This node's session count and channels with subscriber counts.
+    pub fn local_view(&self) -> (u64, Vec<(String, u64)>) {
+        self.hub
+            .upgrade()
+            .map(|h| h.local_view())
+            .unwrap_or_default()
     }
 }

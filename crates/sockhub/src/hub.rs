@@ -139,7 +139,7 @@ impl Hub {
         let inner = Arc::new(HubInner {
             channels: RwLock::default(),
             sessions: RwLock::default(),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(broker.session_id_base() + 1),
             broker,
             outbox_limits: OutboxLimits::from(limits),
             max_subscriptions: limits.max_subscriptions,
@@ -227,6 +227,27 @@ impl Hub {
     /// Is the broker connected (always true for the memory broker)?
     pub fn broker_healthy(&self) -> bool {
         self.inner.broker.is_healthy()
+    }
+
+    /// The broker's relay counters.
+    pub fn broker_counters(&self) -> crate::broker::BrokerCounters {
+        self.inner.broker.counters()
+    }
+
+    /// The other nodes, as the broker last heard from them (`None` for a single node).
+    pub fn cluster(&self) -> Option<crate::broker::ClusterView> {
+        self.inner.broker.cluster()
+    }
+
+    /// Passes `message` to a session of another node through the broker; false if no live
+    /// node can hold `id`. (For a local session use [`Hub::send`].)
+    pub fn relay_send(&self, id: SessionId, message: impl Into<Message>) -> bool {
+        self.inner.broker.send_to_session(id, &message.into())
+    }
+
+    /// Asks the node holding session `id` to close it; false if no live node can hold it.
+    pub fn relay_close(&self, id: SessionId, reason: &str) -> bool {
+        self.inner.broker.close_session(id, reason)
     }
 
     /// What the hub knows about one session; `None` if it is gone.
@@ -471,7 +492,7 @@ impl HubInner {
         from: Option<SessionId>,
         except: Option<SessionId>,
     ) -> usize {
-        self.broker.publish(&channel, &message);
+        self.broker.publish(&channel, &message, from, except);
         let p = Publication::new(channel, message, from);
         let n = self.fan_out(&p, except, None);
         self.stats.published(n as u64);
@@ -481,11 +502,50 @@ impl HubInner {
 
 impl LocalDelivery for HubInner {
     /// Local delivery only (a publish that came from another node).
-    fn deliver_local(&self, channel: ChannelName, message: Message) -> usize {
-        let p = Publication::new(channel, message, None);
-        let n = self.fan_out(&p, None, None);
+    fn deliver_local(
+        &self,
+        channel: ChannelName,
+        message: Message,
+        from: Option<SessionId>,
+        except: Option<SessionId>,
+    ) -> usize {
+        let p = Publication::new(channel, message, from);
+        let n = self.fan_out(&p, except, None);
         self.stats.published(n as u64);
         n
+    }
+
+    fn send_local(&self, id: SessionId, message: Message) -> bool {
+        match self.session(id) {
+            Some(s) => self.send_to(&s, &message).is_ok(),
+            None => false,
+        }
+    }
+
+    fn close_local(&self, id: SessionId, reason: &str) -> bool {
+        match self.session(id) {
+            Some(s) => {
+                s.outbox.close(CloseReason::Kicked(reason.to_string()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn local_view(&self) -> (u64, Vec<(String, u64)>) {
+        let sessions = self
+            .sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as u64;
+        let channels = self
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, subs)| (name.to_string(), subs.len() as u64))
+            .collect();
+        (sessions, channels)
     }
 }
 
@@ -498,7 +558,7 @@ impl HubInner {
         let mut seen = (channels.len() > 1).then(HashSet::new);
         let mut total = 0;
         for ch in channels {
-            self.broker.publish(&ch, &message);
+            self.broker.publish(&ch, &message, Some(s.id), Some(s.id));
             let p = Publication::new(ch, message.clone(), Some(s.id));
             let n = self.fan_out(&p, Some(s.id), seen.as_mut());
             self.stats.published(n as u64);

@@ -45,8 +45,10 @@
 //! | [`http`] | the HTTP listener: WebSocket upgrade on `/` and `/ws`, `/healthz` |
 //! | [`auth`] | client tokens (JWT HS256): mint, verify, channel patterns; HMAC helpers |
 //! | [`webhook`] | connect / message / close events POSTed, signed, to a backend; its answers |
-//! | `api` | the HTTP API (`/api/*`), readiness and `/metrics` |
+//! | [`api`] | the HTTP API (`/api/*`), readiness and `/metrics` |
+//! | `dashboard` | the live dashboard page (`/dashboard`) and its Server-Sent Events stats stream (`/api/stats/stream`) |
 //! | [`broker`] | the [`Broker`] seam to other nodes, and the single-node [`MemoryBroker`] |
+//! | [`relay`] | a [`Broker`] over any pub/sub server (Redis, NATS): envelopes, heartbeats, routing, reconnects |
 //! | [`server`] | [`Server`]: runs listeners until a shutdown future, then drains |
 //! | [`config`] | [`Limits`] and per-listener options, with their defaults |
 //! | [`stats`] | counters of everything the server does, drops and disconnects included |
@@ -54,14 +56,17 @@
 // Code reachable from network input never panics on a missing value: handle it instead.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod api;
+pub mod api;
 pub mod auth;
 #[doc(hidden)]
 pub mod bench_support;
 pub mod broker;
 pub mod close;
 pub mod config;
+mod dashboard;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod http;
 pub mod hub;
@@ -70,6 +75,7 @@ mod metrics;
 mod outbox;
 pub mod protocol;
 mod rate;
+pub mod relay;
 pub mod server;
 pub mod session;
 pub mod stats;
@@ -77,7 +83,7 @@ mod transport;
 pub mod webhook;
 pub mod ws;
 
-pub use broker::{Broker, BrokerSink, MemoryBroker};
+pub use broker::{Broker, BrokerCounters, BrokerSink, ClusterView, MemoryBroker, PeerNode};
 pub use close::CloseReason;
 pub use config::{
     ApiOptions, AuthOptions, Limits, OverflowPolicy, Protocol, ServerConfig, TcpFraming,
@@ -85,7 +91,7 @@ pub use config::{
     DEFAULT_CHANNEL,
 };
 pub use handler::{Broadcast, Echo, Handler, Incoming, Reject};
-pub use hub::{ChannelInfo, Hub, SendError, SubscribeError};
+pub use hub::{ChannelInfo, Hub, SendError, SessionInfo, SubscribeError};
 pub use message::{validate_channel_name, ChannelName, Message, MessageKind, SessionId, Transport};
 pub use server::{Listeners, Server};
 pub use session::Session;

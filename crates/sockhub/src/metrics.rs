@@ -131,6 +131,39 @@ pub(crate) fn render(server: &ServerShared) -> String {
         "1 while the broker is connected (always 1 for the memory broker).",
         u64::from(server.hub.broker_healthy()),
     );
+    let b = server.hub.broker_counters();
+    w.one(
+        "sockhub_broker_relayed_total",
+        "counter",
+        "Publishes handed to the broker for other nodes.",
+        b.relayed,
+    );
+    w.one(
+        "sockhub_broker_relay_failed_total",
+        "counter",
+        "Publishes that could not be relayed to other nodes (broker down or queue full).",
+        b.relay_failed,
+    );
+    w.one(
+        "sockhub_broker_received_total",
+        "counter",
+        "Publishes received from other nodes.",
+        b.received,
+    );
+    w.one(
+        "sockhub_broker_reconnects_total",
+        "counter",
+        "Broker connections re-established after a loss.",
+        b.reconnects,
+    );
+    if let Some(cluster) = server.hub.cluster() {
+        w.one(
+            "sockhub_cluster_nodes",
+            "gauge",
+            "Nodes heard from in the last heartbeats, this one included.",
+            cluster.peers.len() as u64 + 1,
+        );
+    }
     if let Some(webhooks) = &server.webhooks {
         let ws = &webhooks.stats;
         let events = [
