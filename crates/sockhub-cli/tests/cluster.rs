@@ -71,8 +71,15 @@ impl Http {
     }
 }
 
+/// A node. Its outboxes hold a whole test stream (10,000 frames), so that a test client
+/// falling behind on a loaded machine is not disconnected as a slow consumer: that policy has
+/// its own tests, these are about relaying.
 fn node(broker: &str, name: &str, prefix: &str) -> Sockhub {
+    let config = std::env::temp_dir().join(format!("sockhub-cluster-{}.toml", std::process::id()));
+    std::fs::write(&config, "[limits]\nmax_outbox_messages = 65536\n").expect("config");
     Sockhub::serve(&[
+        "--config",
+        config.to_str().expect("utf-8 path"),
         "--broker",
         broker,
         "--node-id",
