@@ -125,6 +125,16 @@ pub(crate) fn render(server: &ServerShared) -> String {
         "sockhub_udp_dropped_total{{reason=\"rate_limited\"}} {}",
         s.udp_rate_limited
     );
+    let _ = writeln!(
+        w.0,
+        "sockhub_udp_dropped_total{{reason=\"unvalidated\"}} {}",
+        s.udp_unvalidated_dropped
+    );
+    let _ = writeln!(
+        w.0,
+        "sockhub_udp_dropped_total{{reason=\"pending\"}} {}",
+        s.udp_pending_dropped
+    );
     w.one(
         "sockhub_broker_up",
         "gauge",

@@ -113,20 +113,9 @@ impl ServerShared {
         )
     }
 
-    /// Registers an anonymous session, joins its initial channels and asks the handler. On
-    /// refusal the session is gone again and the reason says what to tell the client.
-    pub(crate) fn open_session<S: AsRef<str>>(
-        self: &Arc<Self>,
-        transport: Transport,
-        peer: SocketAddr,
-        format: WireFormat,
-        channels: &[S],
-    ) -> Result<Session, CloseReason> {
-        let id = self.hub.inner.next_session_id();
-        self.open_session_as(id, transport, peer, format, channels, None)
-    }
-
-    /// [`ServerShared::open_session`] under a reserved id, with the identity client auth proved.
+    /// Registers a session under an id from `next_session_id`, with the identity client auth
+    /// proved; joins its initial channels and asks the handler. On refusal the session is gone
+    /// again and the reason says what to tell the client.
     pub(crate) fn open_session_as<S: AsRef<str>>(
         self: &Arc<Self>,
         id: SessionId,

@@ -34,6 +34,9 @@ pub struct Stats {
     udp_rate_limited: AtomicU64,
     /// Datagrams not sent to unvalidated UDP sources (over 3x what they sent).
     udp_unvalidated_dropped: AtomicU64,
+    /// UDP datagrams from a source waiting for the connect webhook's answer, beyond the ones
+    /// kept for it (or kept for a source that was then refused).
+    udp_pending_dropped: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -72,6 +75,8 @@ pub struct StatsSnapshot {
     /// Datagrams not sent to UDP sources that have not echoed their cookie, because they
     /// exceeded 3x the bytes those sources sent (anti-amplification).
     pub udp_unvalidated_dropped: u64,
+    /// Datagrams dropped while their source waited for the connect webhook.
+    pub udp_pending_dropped: u64,
 }
 
 fn idx(t: Transport) -> usize {
@@ -121,6 +126,9 @@ impl Stats {
     pub(crate) fn udp_rate_limited(&self) {
         self.udp_rate_limited.fetch_add(1, Relaxed);
     }
+    pub(crate) fn udp_pending_dropped(&self) {
+        self.udp_pending_dropped.fetch_add(1, Relaxed);
+    }
     pub(crate) fn udp_unvalidated_dropped(&self, n: u64) {
         self.udp_unvalidated_dropped.fetch_add(n, Relaxed);
     }
@@ -144,6 +152,7 @@ impl Stats {
             refused_full: self.refused_full.load(Relaxed),
             udp_rate_limited: self.udp_rate_limited.load(Relaxed),
             udp_unvalidated_dropped: self.udp_unvalidated_dropped.load(Relaxed),
+            udp_pending_dropped: self.udp_pending_dropped.load(Relaxed),
         }
     }
 }

@@ -160,3 +160,48 @@ async fn tcp_sends_auth_first_and_bad_tokens_get_an_error_line() {
     assert_eq!(hello["type"], "connected");
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn udp_sends_auth_first_and_bad_tokens_get_an_error_datagram() {
+    let srv = server().await;
+    let mut ws =
+        WsClient::connect(&srv.ws_url(&format!("/ws?token={}", token("erin", 60, &["lobby"]))))
+            .await;
+    srv.wait_sessions(1).await;
+
+    // No AUTH: refused, with the error only because this datagram is big enough that the
+    // answer stays within 3x of it (no amplification toward an unproven source).
+    let raw = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    raw.connect(srv.udp).await.unwrap();
+    let hello = "hello without any token at all, padded to be long enough";
+    raw.send(hello.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = sockhub_testkit::within("error datagram", raw.recv(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        "ERROR 4001 unauthorized: first message must be AUTH <token>"
+    );
+    let bad = format!("AUTH {}", token("zed", -5, &["*"]));
+    raw.send(bad.as_bytes()).await.unwrap();
+    let n = sockhub_testkit::within("error datagram", raw.recv(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        "ERROR 4001 unauthorized: token expired"
+    );
+    assert_eq!(srv.hub.session_count(), 1);
+
+    // A good token opens the session (the AUTH datagram itself is not a message).
+    let udp = sockhub_testkit::UdpClient::connect(srv.udp).await;
+    udp.send(format!("AUTH {}", token("gina", 60, &["lobby"])).as_bytes())
+        .await;
+    srv.wait_sessions(2).await;
+    udp.send(b"hi from udp").await;
+    assert_eq!(ws.recv_text().await, "hi from udp");
+    ws.send_text("hi udp").await;
+    assert_eq!(udp.recv().await, b"hi udp");
+    srv.shutdown().await;
+}

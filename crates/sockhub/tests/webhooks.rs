@@ -209,3 +209,39 @@ async fn a_hanging_backend_is_bounded_by_the_timeout_and_stalls_nobody() {
     assert!(body.contains(r#""webhook":"failing""#), "{body}");
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn udp_and_tcp_peers_go_through_the_connect_webhook_too() {
+    let (addr, log) = backend().await;
+    let mut setup = hooked(
+        format!("http://{addr}/hook"),
+        Duration::from_secs(5),
+        WebhookFailure::Reject,
+    );
+    // A TCP listener whose channel the backend refuses.
+    setup.tcp.push(sockhub::TcpOptions {
+        channels: vec!["blocked".into()],
+        ..Default::default()
+    });
+    let srv = TestServer::start_with(setup, sockhub::Broadcast).await;
+    let mut ws = WsClient::connect(&srv.ws_url("/ws")).await;
+
+    // UDP: admitted after the backend answers; its first datagram is then delivered.
+    let udp = sockhub_testkit::UdpClient::connect(srv.udp).await;
+    udp.send(b"first from udp").await;
+    assert_eq!(ws.recv_text().await, "first from udp");
+    let connects = events(&log, "connect");
+    assert_eq!(
+        connects.iter().filter(|e| e["transport"] == "udp").count(),
+        1
+    );
+
+    // TCP on the default listener: admitted.
+    let mut tcp = sockhub_testkit::TcpClient::connect(srv.tcp[0]).await;
+    tcp.send_line("from tcp").await;
+    assert_eq!(ws.recv_text().await, "from tcp");
+    // TCP on the refused listener: the reason as an error line.
+    let mut refused = sockhub_testkit::TcpClient::connect(srv.tcp[1]).await;
+    assert_eq!(refused.read_line().await, "ERROR 4009 rejected: not you");
+    srv.shutdown().await;
+}

@@ -9,6 +9,11 @@
 //! is sent at most 3× the bytes it sent, and the rest is dropped and counted
 //! (`udp_unvalidated_dropped`), so a spoofed datagram cannot turn a busy channel into a flood
 //! aimed at someone else.
+//!
+//! With client auth on, a new source's first datagram must be `AUTH <token>` (it is not a
+//! message). With a connect webhook, a new source waits for the backend's answer; up to
+//! [`MAX_PENDING`] datagrams it sends meanwhile are kept and delivered, in order, once it is
+//! admitted; more are dropped and counted (`udp_pending_dropped`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -24,13 +29,16 @@ use crate::config::UdpOptions;
 use crate::message::Message;
 use crate::protocol::{encode_close_notice, Framing, WireFormat};
 use crate::rate::RateLimiter;
-use crate::server::ServerShared;
+use crate::server::{Knock, ServerShared};
 use crate::session::Session;
 use crate::transport::dispatch;
 
 pub(crate) mod validation;
 
 use validation::{parse_control, Answer, CookieJar, Credit, Validator, MAX_AMPLIFICATION};
+
+/// Datagrams kept per source while it waits for the connect webhook.
+pub(crate) const MAX_PENDING: usize = 16;
 
 /// Largest UDP payload over IPv4.
 const MAX_DATAGRAM: usize = 65_507;
@@ -70,27 +78,131 @@ struct Listener {
     socket: Arc<UdpSocket>,
     /// Known peers.
     peers: PeerTable,
+    /// Sources waiting for the connect webhook's answer, with the datagrams they sent meanwhile.
+    pending: Arc<Mutex<HashMap<SocketAddr, Vec<Bytes>>>>,
     /// Options of this listener.
     options: UdpOptions,
 }
 
+/// What became of a new source.
+enum Admitted {
+    /// Its session is open; `first_is_message`: dispatch the datagram that opened it.
+    Now {
+        session: Session,
+        first_is_message: bool,
+    },
+    /// Waiting for something (the connect webhook, or its `AUTH` datagram).
+    Later,
+}
+
 impl Listener {
-    /// Opens a session for a new source (running `on_connect`), records it in the peer table
-    /// with `credit`, and spawns its peer task. On refusal, the reason for the client (not
-    /// yet counted).
-    fn open_peer(&self, addr: SocketAddr, credit: Credit) -> Result<Session, CloseReason> {
+    /// Admits a new source: takes a slot, checks its token (its first datagram must be
+    /// `AUTH <token>` when client auth is on), asks the connect webhook (asynchronously: the
+    /// source is pending meanwhile), opens its session (running `on_connect`) and starts its
+    /// peer task. `first` is the datagram that revealed it (`None` for a cookie echo). On
+    /// refusal, the reason for the client (not yet counted).
+    fn admit_peer(
+        &self,
+        addr: SocketAddr,
+        credit: Credit,
+        first: Option<&[u8]>,
+    ) -> Result<Admitted, CloseReason> {
         let server = &self.server;
+        let token = match (&server.token_secret, first) {
+            (None, _) => None,
+            // A validated source (cookie echo) still has to present its token.
+            (Some(_), None) => return Ok(Admitted::Later),
+            (Some(_), Some(d)) => Some(crate::transport::tcp::parse_auth(d)?),
+        };
+        let first_is_message = server.token_secret.is_none() && first.is_some();
         let Ok(permit) = server.permits.clone().try_acquire_owned() else {
             return Err(CloseReason::ServerFull {
                 max: server.config.limits.max_connections,
             });
         };
-        let session = server.open_session(
-            crate::Transport::Udp,
-            addr,
-            self.format(),
-            &self.options.channels,
-        )?;
+        let knock = Knock {
+            transport: crate::Transport::Udp,
+            peer: addr,
+            format: self.format(),
+            channels: self.options.channels.clone(),
+            token,
+        };
+        if server.webhooks.is_none() {
+            // Everything is synchronous: admit in line.
+            let identity = server.verify_token(knock.token.as_deref())?;
+            let id = server.hub.inner.next_session_id();
+            let session = server.open_session_as(
+                id,
+                knock.transport,
+                addr,
+                knock.format,
+                &knock.channels,
+                identity,
+            )?;
+            self.start_peer(addr, credit, session.clone(), permit);
+            return Ok(Admitted::Now {
+                session,
+                first_is_message,
+            });
+        }
+        // The connect webhook answers asynchronously; the receive loop must not wait for it.
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(addr, Vec::new());
+        let first = first
+            .filter(|_| first_is_message)
+            .map(Bytes::copy_from_slice);
+        let received = first.as_ref().map_or(0, Bytes::len).max(1);
+        let this = self.clone_parts();
+        server.tracker.spawn(async move {
+            let admitted = this.server.admit(knock).await;
+            let waiting = this
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&addr)
+                .unwrap_or_default();
+            match admitted {
+                Ok(session) => {
+                    this.start_peer(addr, credit, session.clone(), permit);
+                    for d in first.into_iter().chain(waiting) {
+                        this.server.hub.stats().message_in();
+                        dispatch(&session, Message::from_bytes(d));
+                    }
+                }
+                Err(reason) => {
+                    for _ in waiting {
+                        this.server.hub.stats().udp_pending_dropped();
+                    }
+                    let notice = encode_close_notice(this.format(), &reason);
+                    reply_unvalidated(&this.socket, &notice, received, addr);
+                }
+            }
+        });
+        Ok(Admitted::Later)
+    }
+
+    /// A second handle on the same listener state (for admission tasks).
+    fn clone_parts(&self) -> Listener {
+        Listener {
+            server: self.server.clone(),
+            socket: self.socket.clone(),
+            peers: self.peers.clone(),
+            pending: self.pending.clone(),
+            options: self.options.clone(),
+        }
+    }
+
+    /// Records an admitted source in the peer table with `credit` and spawns its peer task.
+    fn start_peer(
+        &self,
+        addr: SocketAddr,
+        credit: Credit,
+        session: Session,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let server = &self.server;
         let now = Instant::now();
         let mut rate = RateLimiter::new(server.config.limits.max_messages_per_second, now);
         rate.take(now); // this first datagram
@@ -107,10 +219,9 @@ impl Listener {
             server.clone(),
             self.socket.clone(),
             self.peers.clone(),
-            session.clone(),
+            session,
             permit,
         ));
-        Ok(session)
     }
 
     fn format(&self) -> WireFormat {
@@ -132,6 +243,7 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
         server: server.clone(),
         socket: Arc::new(socket),
         peers: Arc::default(),
+        pending: Arc::default(),
         options,
     };
     let (socket, peers, protocol) = (&listener.socket, &listener.peers, listener.options.protocol);
@@ -164,6 +276,20 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
             continue;
         }
         let epoch = Validator::epoch(started.elapsed());
+        if let Some(waiting) = listener
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&addr)
+        {
+            // Cookie traffic is repeated by the client if it matters; messages are kept.
+            if control.is_none() && waiting.len() < MAX_PENDING {
+                waiting.push(Bytes::copy_from_slice(datagram));
+            } else if control.is_none() {
+                server.hub.stats().udp_pending_dropped();
+            }
+            continue;
+        }
         let existing = {
             let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
             table.get_mut(&addr).map(|p| {
@@ -183,16 +309,22 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
         };
         let session = match (existing, control) {
             (Some(session), None) => session,
-            (None, None) => match listener.open_peer(addr, validator.new_credit(n)) {
-                Ok(session) => session,
-                Err(reason) => {
-                    if matches!(reason, CloseReason::ServerFull { .. }) {
-                        server.hub.stats().refused_full();
+            (None, None) => {
+                match listener.admit_peer(addr, validator.new_credit(n), Some(datagram)) {
+                    Ok(Admitted::Now {
+                        session,
+                        first_is_message: true,
+                    }) => session,
+                    Ok(_) => continue,
+                    Err(reason) => {
+                        if matches!(reason, CloseReason::ServerFull { .. }) {
+                            server.hub.stats().refused_full();
+                        }
+                        reply_unvalidated(socket, &encode_close_notice(format, &reason), n, addr);
+                        continue;
                     }
-                    reply_unvalidated(socket, &encode_close_notice(format, &reason), n, addr);
-                    continue;
                 }
-            },
+            }
             (Some(_), Some(control)) => {
                 let answer = {
                     let mut table = peers.lock().unwrap_or_else(|p| p.into_inner());
@@ -221,7 +353,8 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
                     }
                     Answer::Open => {
                         // Not answered here: the source's first message gets the refusal.
-                        if let Err(reason) = listener.open_peer(addr, validator.validated_credit())
+                        if let Err(reason) =
+                            listener.admit_peer(addr, validator.validated_credit(), None)
                         {
                             tracing::debug!(peer = %addr, %reason, "udp cookie echo: no session");
                         }
