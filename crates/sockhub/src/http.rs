@@ -33,7 +33,7 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Most headers accepted in one request.
 pub const MAX_HEADERS: usize = 64;
 
-/// The page served at `GET /` (the demo page grows here).
+/// The demo page served at `GET /` (a WebSocket upgrade on `/` still goes to the hub).
 const INDEX_HTML: &str = include_str!("../static/index.html");
 
 /// The routes of the HTTP listener.
@@ -45,6 +45,7 @@ pub(crate) fn router(server: Arc<ServerShared>) -> Router {
     }
     r.route("/healthz", get(|| async { "ok\n" }))
         .merge(crate::api::routes())
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .with_state(server)
 }

@@ -1,0 +1,338 @@
+//! The demo page and the dashboard in a real headless Chromium, against the real `sockhub serve`.
+//!
+//! `tests/browser/demo.mjs` drives Chromium (Debian's `/usr/bin/chromium`, through the npm
+//! package `playwright-core`): two pages join a channel by name and exchange messages, a TCP
+//! client's message and an HTTP API publish appear with their sender, a too-large message shows
+//! its close reason, the server restarts on the same port and the pages reconnect, and the
+//! dashboard's counts follow. This test owns the server: it answers the script's `NEED` lines
+//! (send from a TCP client, restart) and checks every `RESULT` against what it knows (session
+//! ids from the server log). Screenshots go to `target/browser-screenshots/` (or
+//! `SOCKHUB_SCREENSHOT_DIR`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Sockhub, WAIT};
+use serde_json::Value;
+
+/// The whole browser run, restart included, must finish within this.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+/// The server's flags: a small `max-message-size`, so the page can show close 1009.
+const SERVE_FLAGS: &[&str] = &["--max-message-size", "1024"];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("SOCKHUB_CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from)
+}
+
+fn node() -> String {
+    std::env::var("SOCKHUB_NODE").unwrap_or_else(|_| "node".into())
+}
+
+fn screenshot_dir() -> PathBuf {
+    match std::env::var_os("SOCKHUB_SCREENSHOT_DIR") {
+        Some(d) => PathBuf::from(d),
+        // CARGO_TARGET_TMPDIR is <target>/tmp.
+        None => {
+            let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            tmp.parent().unwrap_or(tmp).join("browser-screenshots")
+        }
+    }
+}
+
+/// Decides whether the test can run: a missing browser, Node or npm package fails it, unless
+/// `SOCKHUB_ALLOW_MISSING_PEERS=1` turns that into a reported skip (as in `peers.rs`).
+fn browser_present(test: &str) -> bool {
+    let mut missing = Vec::new();
+    if !chromium().is_file() {
+        missing.push(format!(
+            "no Chromium at {}\n  install: `apt-get install chromium` (Debian), or point \
+             SOCKHUB_CHROMIUM at a Chromium binary",
+            chromium().display()
+        ));
+    }
+    let node_ok = Command::new(node())
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !node_ok {
+        missing.push(
+            "no `node` on PATH\n  install: `apt-get install nodejs npm` (Debian), or point \
+             SOCKHUB_NODE at a node binary"
+                .to_string(),
+        );
+    }
+    let package = repo_root().join("tests/browser/node_modules/playwright-core/package.json");
+    if !package.is_file() {
+        missing.push(format!(
+            "the npm package playwright-core is not installed in tests/browser\n  install: \
+             `cd {} && npm ci` (or run scripts/test, which does it)",
+            repo_root().join("tests/browser").display()
+        ));
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let missing = missing.join("\n");
+    if std::env::var("SOCKHUB_ALLOW_MISSING_PEERS").as_deref() == Ok("1") {
+        eprintln!(
+            "SKIP {test}: SOCKHUB_ALLOW_MISSING_PEERS=1 and something is missing:\n{missing}"
+        );
+        return false;
+    }
+    panic!(
+        "{test}: the browser test needs:\n{missing}\n\
+         (set SOCKHUB_ALLOW_MISSING_PEERS=1 to skip it instead of failing)"
+    );
+}
+
+/// The Node script, its output arriving line by line, and its stdin for answers.
+struct Driver {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Driver {
+    fn start(url: &str, out: &Path) -> Driver {
+        let dir = repo_root().join("tests/browser");
+        let mut child = Command::new(node())
+            .current_dir(&dir)
+            .arg("demo.mjs")
+            .args(["--url", url])
+            .arg("--out")
+            .arg(out)
+            .arg("--chromium")
+            .arg(chromium())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node tests/browser/demo.mjs");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take().expect("stdin");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Driver {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    fn answer(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("write to the driver");
+        self.stdin.flush().expect("flush");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The session id in the server's `connect` log line for a client at `peer`.
+fn session_of(hub: &mut Sockhub, transport: &str, peer: std::net::SocketAddr) -> String {
+    let line = hub.wait_for_line(&format!("transport={transport} peer={peer} "));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("session="))
+        .unwrap_or_else(|| panic!("no session= in {line:?}"))
+        .to_string()
+}
+
+fn number(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn demo_page_and_dashboard_in_headless_chromium() {
+    if !browser_present("demo_page_and_dashboard_in_headless_chromium") {
+        return;
+    }
+    let started = Instant::now();
+    let mut args = vec!["serve", "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0"];
+    args.extend_from_slice(&["--udp", "127.0.0.1:0"]);
+    args.extend_from_slice(SERVE_FLAGS);
+    let mut hub = Sockhub::spawn(&args);
+    let http = hub.http.expect("http listener");
+    let out = screenshot_dir();
+    std::fs::create_dir_all(&out).expect("screenshot dir");
+    eprintln!("screenshots: {}", out.display());
+
+    let mut driver = Driver::start(&format!("http://{http}"), &out);
+    let mut results: HashMap<String, Value> = HashMap::new();
+    let mut screenshots = Vec::new();
+    let mut tcp_clients = Vec::new();
+    let mut log = Vec::new();
+    let deadline = started + RUN_LIMIT;
+    let done = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = driver.lines.recv_timeout(left) else {
+            // The script exited (its stdout closed) or ran past the limit.
+            break false;
+        };
+        eprintln!("browser| {line}");
+        log.push(line.clone());
+        if let Some(json) = line.strip_prefix("RESULT ") {
+            let v: Value = serde_json::from_str(json).expect("RESULT json");
+            for (k, v) in v.as_object().expect("RESULT object") {
+                if k == "screenshot" {
+                    screenshots.push(PathBuf::from(v.as_str().expect("path")));
+                } else {
+                    results.insert(k.clone(), v.clone());
+                }
+            }
+        } else if let Some(text) = line.strip_prefix("NEED tcp-send ") {
+            // A raw TCP client (lines framing, channel lobby) says one line.
+            let addr = hub.tcp.expect("tcp listener");
+            let mut tcp = TcpStream::connect_timeout(&addr, WAIT).expect("tcp connect");
+            let session = session_of(&mut hub, "tcp", tcp.local_addr().expect("local_addr"));
+            tcp.write_all(format!("{text}\r\n").as_bytes())
+                .expect("tcp write");
+            tcp_clients.push(tcp);
+            driver.answer(&format!("ok {session}"));
+        } else if line == "NEED restart" {
+            // Graceful stop, then a new server on the same HTTP port (the pages reconnect to it).
+            let status = hub.stop("TERM");
+            assert!(status.success(), "sockhub exited with {status}");
+            tcp_clients.clear();
+            let listen = http.to_string();
+            let mut args = vec!["serve", "--http", &listen, "--tcp", "127.0.0.1:0"];
+            args.extend_from_slice(&["--udp", "127.0.0.1:0"]);
+            args.extend_from_slice(SERVE_FLAGS);
+            hub = Sockhub::spawn(&args);
+            assert_eq!(hub.http, Some(http), "the new server took the same port");
+            driver.answer("ok");
+        } else if line == "DONE" {
+            break true;
+        }
+    };
+    let status = driver.child.wait().expect("wait for node");
+    let elapsed = started.elapsed();
+    eprintln!(
+        "browser test took {elapsed:.1?}; screenshots in {}",
+        out.display()
+    );
+    assert!(
+        done && status.success(),
+        "the browser script did not finish (exit {status}):\n{}",
+        log.join("\n")
+    );
+    let errors: Vec<_> = log.iter().filter(|l| l.starts_with("PAGEERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "JavaScript errors in the pages: {errors:?}"
+    );
+
+    // Two pages in one channel: each sees the other's message, labelled with its session.
+    let a = number(&results["a_session"]);
+    let b = number(&results["b_session"]);
+    assert_ne!(a, b);
+    assert_eq!(results["a_channel"], "#room-7");
+    assert_eq!(number(&results["b_saw"]["from"]), a, "{results:?}");
+    assert_eq!(results["b_saw"]["who"], format!("session {a}"));
+    assert_eq!(number(&results["a_saw"]["from"]), b);
+    let time = results["a_saw"]["time"].as_str().expect("time");
+    assert!(
+        time.len() == 8 && time.matches(':').count() == 2,
+        "HH:MM:SS: {time}"
+    );
+
+    // The dashboard's connection counts follow clients joining.
+    let before = number(&results["dashboard_before"]["ws"]);
+    assert_eq!(before, 0, "no clients before the pages opened");
+    assert!(number(&results["dashboard_ws"]) >= before + 2);
+    assert_eq!(
+        number(&results["dashboard_room_subscribers"]),
+        2,
+        "two subscribers in room-7"
+    );
+    assert_eq!(number(&results["dashboard_tcp"]), 1);
+
+    // Messages from a TCP client and the HTTP API, with their senders.
+    let tcp = number(&results["tcp_session"]);
+    assert_eq!(number(&results["a_saw_tcp"]["from"]), tcp);
+    assert_eq!(number(&results["b_saw_tcp"]["from"]), tcp);
+    assert_eq!(results["a_saw_api"]["who"], "server (HTTP API)");
+    assert!(results["a_saw_api"]["from"].is_null());
+
+    // Close 1009 is shown as such, without an automatic reconnect; "Reconnect now" works.
+    let notice = results["too_large_notice"].as_str().expect("notice");
+    assert!(
+        notice.contains("Message too large") && notice.contains("1009"),
+        "{notice}"
+    );
+    assert!(
+        notice.contains("Not reconnecting automatically"),
+        "{notice}"
+    );
+    assert_eq!(
+        number(&results["too_large_marked_not_delivered"]),
+        4000,
+        "the page marks the refused message"
+    );
+    assert_ne!(number(&results["a_session_after_reconnect_now"]), a);
+
+    // After the restart: told why (1001), reconnected with new sessions, messages flow again.
+    let r = &results["restart"];
+    let line = r["shutdown_line"].as_str().expect("line");
+    assert!(
+        line.contains("Server shutting down") && line.contains("1001"),
+        "{line}"
+    );
+    let (a3, b3) = (number(&r["a_session"]), number(&r["b_session"]));
+    assert_ne!(a3, b3);
+    assert_eq!(number(&r["b_saw"]["from"]), a3);
+    assert!(number(&r["dashboard_ws"]) >= 2);
+    for s in [a3, b3] {
+        hub.wait_for_line(&format!("session={s} transport=ws"));
+    }
+
+    // Screenshots of both pages, as PNG files.
+    let names: Vec<_> = screenshots
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(String::from))
+        .collect();
+    for want in [
+        "demo-a.png",
+        "demo-b.png",
+        "dashboard.png",
+        "demo-a-reconnected.png",
+    ] {
+        assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
+    }
+    for p in &screenshots {
+        let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+            "{} is not a plausible screenshot",
+            p.display()
+        );
+        eprintln!("screenshot: {}", p.display());
+    }
+    let status = hub.stop("TERM");
+    assert!(status.success());
+}
