@@ -63,8 +63,15 @@ pub struct FileConfig {
     pub api: sockhub::ApiOptions,
     /// `[auth]`: `token_secret` (see `sockhub::AuthOptions`).
     pub auth: sockhub::AuthOptions,
+    /// `[[pusher]]`: Pusher Channels apps (`app_id`, `key`, `secret`, `client_events`,
+    /// `max_client_events_per_second`, `allowed_origins`). None: one demo app with a random
+    /// secret, printed at start-up.
+    pub pusher: Vec<sockhub::config::PusherApp>,
     /// `[broker]`: `url` (`memory`, `redis://…`, `nats://…`), `node_id`, `prefix`.
     pub broker: BrokerSection,
+    /// The Pusher app is the generated demo one (not from the file or a flag).
+    #[serde(skip)]
+    pub pusher_demo: bool,
     /// `[webhook]`: `url`, `secret`, `events`, `timeout`, `max_concurrency`, `close_retries`,
     /// `on_failure` (see `sockhub::WebhookOptions`).
     pub webhook: Option<sockhub::WebhookOptions>,
@@ -302,6 +309,7 @@ impl FileConfig {
             api: self.api.clone(),
             auth: self.auth.clone(),
             webhook: self.webhook.clone(),
+            pusher: self.pusher.clone(),
         }
     }
 

@@ -168,6 +168,16 @@ struct ServeArgs {
     /// Time allowed for one webhook request. [default: 5s]
     #[arg(long, env = "SOCKHUB_WEBHOOK_TIMEOUT", value_name = "DURATION", value_parser = sockhub::config::parse_duration)]
     webhook_timeout: Option<Duration>,
+    /// A Pusher Channels app, `APP_ID:KEY:SECRET` (repeatable). Without one, a demo app with a
+    /// random secret is served and its credentials are logged at start-up.
+    #[arg(
+        long = "pusher-app",
+        env = "SOCKHUB_PUSHER_APP",
+        value_name = "APP_ID:KEY:SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pusher_apps: Vec<sockhub::config::PusherApp>,
     /// Broker relaying publishes between nodes: `memory` (one node), `redis://HOST:PORT` or
     /// `nats://HOST:PORT`. [default: memory]
     #[arg(long, env = "SOCKHUB_BROKER", value_name = "URL")]
@@ -189,6 +199,19 @@ struct ServeArgs {
         default_value = "info"
     )]
     log: String,
+}
+
+/// A random secret for the demo Pusher app (32 hex digits), from the OS's randomness.
+fn demo_secret() -> String {
+    use std::io::Read as _;
+    let mut b = [0u8; 16];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Err(_) => format!(
+            "{:032x}",
+            std::process::id() as u128 * 0x9e37_79b9_7f4a_7c15
+        ),
+    }
 }
 
 fn parse_policy(s: &str) -> Result<OverflowPolicy, String> {
@@ -268,6 +291,18 @@ fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
     );
     if let Some(b) = args.handler {
         cfg.handler = Some(b);
+    }
+    if !args.pusher_apps.is_empty() {
+        cfg.pusher = args.pusher_apps.clone();
+    }
+    if cfg.pusher.is_empty() {
+        cfg.pusher.push(sockhub::config::PusherApp {
+            app_id: "1".into(),
+            key: "sockhub-demo".into(),
+            secret: demo_secret(),
+            ..Default::default()
+        });
+        cfg.pusher_demo = true;
     }
     if let Some(b) = &args.broker {
         cfg.broker.url = b.clone();
@@ -363,6 +398,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             max_connections = cfg.limits.max_connections,
             "sockhub listening"
         );
+        if cfg.pusher_demo {
+            let app = &cfg.pusher[0];
+            tracing::info!(
+                app_id = %app.app_id,
+                key = %app.key,
+                secret = %app.secret,
+                "pusher demo app (set --pusher-app APP_ID:KEY:SECRET for your own)"
+            );
+        }
         server.serve(listeners, shutdown).await;
         ExitCode::SUCCESS
     })

@@ -2,6 +2,11 @@
 //! bounded waits. Every wait here ends within [`WAIT`] or fails the test with a message; nothing
 //! sleeps for a fixed time to let something happen.
 
+pub mod brokers;
+mod http;
+
+pub use http::http_exchange;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;

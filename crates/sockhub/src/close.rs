@@ -81,6 +81,14 @@ pub enum CloseReason {
     },
     /// A server-side failure.
     Internal(String),
+    /// A protocol adapter's own close code, in the 4000–4999 range (Pusher's 4001 unknown
+    /// app, 4009 unauthorized, 4301 client events over the rate…).
+    Adapter {
+        /// The close code.
+        code: u16,
+        /// The reason.
+        reason: String,
+    },
 }
 
 impl CloseReason {
@@ -100,6 +108,7 @@ impl CloseReason {
             CloseReason::Rejected(_) => 4009,
             CloseReason::Unauthorized(_) => 4001,
             CloseReason::Unavailable(_) => 1013,
+            CloseReason::Adapter { code, .. } => *code,
             CloseReason::Kicked(_) => 4010,
             CloseReason::SlowConsumer { .. } => 4100,
             CloseReason::IdleTimeout => 4201,
@@ -168,6 +177,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Rejected(r) => write!(f, "rejected: {r}"),
             CloseReason::Unauthorized(r) => write!(f, "unauthorized: {r}"),
             CloseReason::Unavailable(r) => write!(f, "unavailable: {r}"),
+            CloseReason::Adapter { reason, .. } => f.write_str(reason),
             CloseReason::Kicked(r) => write!(f, "closed by server: {r}"),
             CloseReason::Internal(e) => write!(f, "internal error: {e}"),
             CloseReason::RateLimited { per_second } => {

@@ -101,6 +101,10 @@ pub enum Protocol {
     Raw,
     /// JSON commands (subscribe, unsubscribe, publish, ping) and events (message, error…).
     Json,
+    /// The Pusher Channels protocol (WebSocket at `/app/{key}` only; not selectable for a
+    /// listener).
+    #[serde(skip)]
+    Pusher,
 }
 
 impl std::str::FromStr for Protocol {
@@ -224,6 +228,67 @@ pub struct ServerConfig {
     pub auth: AuthOptions,
     /// Connect / message / close events POSTed to a backend; `None`: no webhooks.
     pub webhook: Option<WebhookOptions>,
+    /// Pusher Channels apps (the `/app/{key}` WebSocket and `/apps/{id}/…` API); empty: the
+    /// Pusher protocol is off.
+    pub pusher: Vec<PusherApp>,
+}
+
+/// One Pusher Channels app: what `pusher-js`, Laravel Echo and the Pusher server SDKs are
+/// configured with.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PusherApp {
+    /// Numeric app id (the HTTP API's `/apps/{app_id}`).
+    pub app_id: String,
+    /// Public key (the WebSocket's `/app/{key}`, the API's `auth_key`).
+    pub key: String,
+    /// Secret for channel authorization and API signatures.
+    pub secret: String,
+    /// Allow `client-*` events on private and presence channels. Default true.
+    pub client_events: bool,
+    /// Client events one connection may send per second (beyond it: close 4301). Default 10.
+    pub max_client_events_per_second: u32,
+    /// Origins allowed to open WebSockets (`Origin` header); empty: any. Default empty.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for PusherApp {
+    fn default() -> Self {
+        PusherApp {
+            app_id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            client_events: true,
+            max_client_events_per_second: 10,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl std::str::FromStr for PusherApp {
+    type Err = String;
+    /// `APP_ID:KEY:SECRET`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(key), Some(secret))
+                if !id.is_empty()
+                    && id.bytes().all(|b| b.is_ascii_digit())
+                    && !key.is_empty()
+                    && !secret.is_empty() =>
+            {
+                Ok(PusherApp {
+                    app_id: id.into(),
+                    key: key.into(),
+                    secret: secret.into(),
+                    ..PusherApp::default()
+                })
+            }
+            _ => Err(format!(
+                "pusher app {s:?}: expected APP_ID:KEY:SECRET with a numeric APP_ID"
+            )),
+        }
+    }
 }
 
 impl ServerConfig {

@@ -45,6 +45,7 @@ pub(crate) fn router(server: Arc<ServerShared>) -> Router {
     }
     r.route("/healthz", get(|| async { "ok\n" }))
         .merge(crate::api::routes())
+        .merge(crate::pusher::api::routes())
         .merge(crate::dashboard::routes())
         .fallback(not_found)
         .with_state(server)

@@ -48,6 +48,7 @@
 //! | [`api`] | the HTTP API (`/api/*`), readiness and `/metrics` |
 //! | `dashboard` | the live dashboard page (`/dashboard`) and its Server-Sent Events stats stream (`/api/stats/stream`) |
 //! | [`broker`] | the [`Broker`] seam to other nodes, and the single-node [`MemoryBroker`] |
+//! | [`pusher`] | the Pusher Channels protocol (WebSocket `/app/{key}`, HTTP `/apps/{id}/…`) over the same hub |
 //! | [`relay`] | a [`Broker`] over any pub/sub server (Redis, NATS): envelopes, heartbeats, routing, reconnects |
 //! | [`server`] | [`Server`]: runs listeners until a shutdown future, then drains |
 //! | [`config`] | [`Limits`] and per-listener options, with their defaults |
@@ -74,6 +75,7 @@ pub mod message;
 mod metrics;
 mod outbox;
 pub mod protocol;
+pub mod pusher;
 mod rate;
 pub mod relay;
 pub mod server;

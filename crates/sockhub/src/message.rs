@@ -60,6 +60,8 @@ pub struct Message {
     kind: MessageKind,
     /// The bytes, shared with every subscriber that receives them.
     payload: Bytes,
+    /// An event name (Pusher's `event`, json's `event`); `None` for plain messages.
+    event: Option<std::sync::Arc<str>>,
 }
 
 impl Message {
@@ -68,6 +70,7 @@ impl Message {
         Message {
             kind: MessageKind::Text,
             payload: Bytes::from(text.into()),
+            event: None,
         }
     }
 
@@ -76,6 +79,7 @@ impl Message {
         Message {
             kind: MessageKind::Binary,
             payload: payload.into(),
+            event: None,
         }
     }
 
@@ -87,7 +91,11 @@ impl Message {
         } else {
             MessageKind::Binary
         };
-        Message { kind, payload }
+        Message {
+            kind,
+            payload,
+            event: None,
+        }
     }
 
     /// A text message from bytes already known to be valid UTF-8 (checked by a codec).
@@ -99,6 +107,7 @@ impl Message {
         Message {
             kind: MessageKind::Text,
             payload,
+            event: None,
         }
     }
 
@@ -124,6 +133,18 @@ impl Message {
             MessageKind::Text => std::str::from_utf8(&self.payload).ok(),
             MessageKind::Binary => None,
         }
+    }
+
+    /// The same message with an event name (what Pusher clients see as `event`; json clients
+    /// get an `event` field; raw clients only see the payload).
+    pub fn with_event(mut self, event: impl Into<std::sync::Arc<str>>) -> Self {
+        self.event = Some(event.into());
+        self
+    }
+
+    /// The event name, if any.
+    pub fn event(&self) -> Option<&str> {
+        self.event.as_deref()
     }
 
     /// Payload length in bytes.

@@ -62,7 +62,7 @@ pub struct WireFormat {
 
 impl WireFormat {
     /// Number of distinct wire formats.
-    pub(crate) const COUNT: usize = 12;
+    pub(crate) const COUNT: usize = 18;
 
     /// Dense index in `0..COUNT`, for the per-publication encoding cache.
     pub(crate) fn index(self) -> usize {
@@ -74,7 +74,12 @@ impl WireFormat {
             Framing::WebSocketDeflate => 4,
             Framing::WebSocketDeflateSmall => 5,
         };
-        f * 2 + usize::from(self.protocol == Protocol::Json)
+        let p = match self.protocol {
+            Protocol::Raw => 0,
+            Protocol::Json => 1,
+            Protocol::Pusher => 2,
+        };
+        f * 3 + p
     }
 }
 
@@ -114,7 +119,7 @@ impl Publication {
 pub const DEFLATE_MIN_SIZE: usize = 64;
 
 /// Puts one payload into `framing`'s envelope. One allocation, payload copied once.
-fn frame(framing: Framing, kind: MessageKind, payload: &[u8]) -> Bytes {
+pub(crate) fn frame(framing: Framing, kind: MessageKind, payload: &[u8]) -> Bytes {
     let op = match kind {
         MessageKind::Text => OpCode::Text,
         MessageKind::Binary => OpCode::Binary,
@@ -161,6 +166,8 @@ struct MessageEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_base64: Option<String>,
@@ -184,6 +191,7 @@ pub(crate) fn encode_message(
                 kind: "message",
                 channel,
                 from: from.map(|f| f.to_string()),
+                event: message.event(),
                 data: message.as_str(),
                 data_base64: match message.as_str() {
                     Some(_) => None,
@@ -194,6 +202,7 @@ pub(crate) fn encode_message(
             };
             json_frame(format.framing, &ev)
         }
+        Protocol::Pusher => crate::pusher::encode_message(format.framing, channel, message),
     }
 }
 
@@ -241,7 +250,7 @@ pub(crate) fn encode_event(framing: Framing, event: &Event<'_>) -> Bytes {
 /// `ERROR <code> <reason>` line (raw) or a `close` event (json).
 pub(crate) fn encode_close_notice(format: WireFormat, reason: &CloseReason) -> Bytes {
     match format.protocol {
-        Protocol::Raw => {
+        Protocol::Raw | Protocol::Pusher => {
             let line = reason.error_line();
             frame(format.framing, MessageKind::Text, line.as_bytes())
         }
@@ -283,7 +292,27 @@ pub(crate) enum Command {
 /// # Errors
 /// A one-line description for the `bad_request` error event.
 pub(crate) fn parse_command(bytes: &[u8]) -> Result<Command, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("invalid command: {e}"))
+    // Objects only: serde also reads a tagged enum from an array (`["subscribe","news"]`), a
+    // form the protocol does not have (found by the `json_command` fuzz target).
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err("invalid command: expected a JSON object".into());
+    }
+    serde_json::from_slice(bytes).map_err(|e| one_line(&format!("invalid command: {e}")))
+}
+
+/// serde quotes the client's own text in its messages (an unknown `type`, say), control
+/// characters included: escape them so a reason stays one line (found by the `json_command`
+/// fuzz target: `{"type":"x\n"}` gave a two-line reason).
+fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -344,6 +373,29 @@ mod tests {
     }
 
     #[test]
+    fn bad_request_reason_has_no_newline() {
+        // Found by the json_command fuzz target: serde quotes the unknown variant verbatim.
+        let e = parse_command(b"{\"type\":\"publis-e9\\n\"}").unwrap_err();
+        assert!(!e.contains('\n'), "{e:?}");
+        assert!(e.contains("publis-e9\\n"), "escaped, still readable: {e}");
+        let e = parse_command(b"{\"type\":\"a\\u001b[31m\\r\"}").unwrap_err();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+    }
+
+    #[test]
+    fn array_is_not_a_command() {
+        // Found by the json_command fuzz target: serde's tagged enums also accept arrays.
+        assert_eq!(
+            parse_command(br#"["subscribe","news"]"#),
+            Err("invalid command: expected a JSON object".into())
+        );
+        assert!(
+            parse_command(b" \n{\"type\":\"ping\"}").is_ok(),
+            "leading whitespace is fine"
+        );
+    }
+
+    #[test]
     fn every_format_has_its_own_slot() {
         let mut seen = std::collections::HashSet::new();
         for f in [
@@ -354,7 +406,7 @@ mod tests {
             Framing::WebSocketDeflate,
             Framing::WebSocketDeflateSmall,
         ] {
-            for p in [Protocol::Raw, Protocol::Json] {
+            for p in [Protocol::Raw, Protocol::Json, Protocol::Pusher] {
                 let i = fmt(f, p).index();
                 assert!(i < WireFormat::COUNT);
                 assert!(seen.insert(i));

@@ -278,6 +278,10 @@ fn put_origin(b: &mut BytesMut, node: &str) {
 }
 
 fn put_message(b: &mut BytesMut, m: &Message) {
+    let event = m.event().unwrap_or("");
+    let n = event.len().min(255);
+    b.put_u8(n as u8);
+    b.put_slice(&event.as_bytes()[..n]);
     b.put_u8(match m.kind() {
         MessageKind::Text => 0,
         MessageKind::Binary => 1,
@@ -285,12 +289,26 @@ fn put_message(b: &mut BytesMut, m: &Message) {
     b.put_slice(m.payload());
 }
 
-fn take_message(kind: u8, payload: Bytes) -> Option<Message> {
-    match kind {
-        0 if std::str::from_utf8(&payload).is_ok() => Some(Message::from_bytes(payload)),
-        1 => Some(Message::binary(payload)),
-        _ => None,
+/// Reads what `put_message` wrote.
+fn take_message(b: &mut Bytes) -> Option<Message> {
+    let n = usize::from(*b.first()?);
+    if b.len() < n + 2 {
+        return None;
     }
+    b.advance(1);
+    let event = String::from_utf8(b.split_to(n).to_vec()).ok()?;
+    let kind = b.get_u8();
+    let payload = std::mem::take(b);
+    let m = match kind {
+        0 if std::str::from_utf8(&payload).is_ok() => Message::from_bytes(payload),
+        1 => Message::binary(payload),
+        _ => return None,
+    };
+    Some(if event.is_empty() {
+        m
+    } else {
+        m.with_event(event)
+    })
 }
 
 /// A publish envelope: kind, origin, from, except, channel, message.
@@ -350,10 +368,9 @@ fn decode(me: &str, mut b: Bytes) -> Result<Option<Envelope>, &'static str> {
             let from = id(b.get_u64());
             let except = id(b.get_u64());
             let len = usize::from(b.get_u16());
-            need(&b, len + 1)?;
+            need(&b, len + 2)?;
             let channel = String::from_utf8(b.split_to(len).to_vec()).map_err(|_| "channel")?;
-            let mk = b.get_u8();
-            let message = take_message(mk, b).ok_or("message")?;
+            let message = take_message(&mut b).ok_or("message")?;
             Ok(Some(Envelope::Publish {
                 channel,
                 message,
@@ -372,14 +389,10 @@ fn decode(me: &str, mut b: Bytes) -> Result<Option<Envelope>, &'static str> {
             let op = b.get_u8();
             let sid = SessionId(b.get_u64());
             match op {
-                OP_SEND => {
-                    need(&b, 1)?;
-                    let mk = b.get_u8();
-                    Ok(Some(Envelope::Send(
-                        sid,
-                        take_message(mk, b).ok_or("message")?,
-                    )))
-                }
+                OP_SEND => Ok(Some(Envelope::Send(
+                    sid,
+                    take_message(&mut b).ok_or("message")?,
+                ))),
                 OP_CLOSE => Ok(Some(Envelope::Close(
                     sid,
                     String::from_utf8_lossy(&b).into_owned(),
@@ -773,6 +786,12 @@ mod tests {
                 except: Some(SessionId(3)),
                 ..
             }))
+        ));
+        let named = Message::text("{}").with_event("client-moved");
+        let env = encode_publish("a", "c", &named, None, None);
+        assert!(matches!(
+            decode("b", env),
+            Ok(Some(Envelope::Publish { message, .. })) if message == named
         ));
         // Truncations and garbage are errors, never panics.
         let env = encode_publish("a", "lobby", &Message::text("hi"), None, None);

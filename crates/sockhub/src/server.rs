@@ -44,6 +44,8 @@ pub(crate) struct ServerShared {
     pub webhooks: Option<Arc<Webhooks>>,
     /// `api.max_requests_per_second`, all API clients together.
     pub api_rate: std::sync::Mutex<RateLimiter>,
+    /// The Pusher protocol adapter, when apps are configured.
+    pub pusher: Option<Arc<crate::pusher::PusherState>>,
 }
 
 /// What a transport knows about a client before its session exists.
@@ -187,6 +189,9 @@ impl ServerShared {
         guarded("on_close", session, || {
             self.handler.on_close(session, reason)
         });
+        if let (Some(pusher), Protocol::Pusher) = (&self.pusher, session.protocol()) {
+            pusher.closed(session);
+        }
         if let Some(webhooks) = &self.webhooks {
             if let Some(report) = webhooks.close(&session.subject(), reason) {
                 self.tracker.spawn(report);
@@ -289,6 +294,8 @@ impl Server {
             config.api.max_requests_per_second,
             tokio::time::Instant::now(),
         ));
+        let pusher = (!config.pusher.is_empty())
+            .then(|| Arc::new(crate::pusher::PusherState::new(config.pusher.clone())));
         let hub = Hub::new(&config.limits, broker);
         let permits = Arc::new(Semaphore::new(
             config.limits.max_connections.min(Semaphore::MAX_PERMITS),
@@ -304,6 +311,7 @@ impl Server {
                 token_secret,
                 webhooks,
                 api_rate,
+                pusher,
             }),
         }
     }

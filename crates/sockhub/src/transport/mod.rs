@@ -32,6 +32,7 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
                 )
             });
         }
+        Protocol::Pusher => crate::pusher::dispatch(session, message),
         Protocol::Json => {
             let framing = session.format().framing;
             // Over UDP the source address is unverified: a reply may be at most 3x the datagram

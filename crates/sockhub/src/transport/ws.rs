@@ -155,7 +155,10 @@ fn token_of(req: &Request<Body>) -> Option<String> {
 }
 
 /// The query options of a WebSocket URL: `?channel=a&channel=b&protocol=json`.
-fn parse_query(query: Option<&str>, default: &[String]) -> Result<(Vec<String>, Protocol), String> {
+pub(crate) fn parse_query(
+    query: Option<&str>,
+    default: &[String],
+) -> Result<(Vec<String>, Protocol), String> {
     let mut channels = Vec::new();
     let mut protocol = Protocol::Raw;
     if let Some(q) = query {
@@ -186,22 +189,22 @@ fn form_urlencoded_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_
     })
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
+            // Two hex digits exactly: `u8::from_str_radix` alone would also take a sign, so
+            // `%+5` decoded to 0x05 (found by the `ws_upgrade` fuzz target).
+            b'%' if i + 2 < bytes.len()
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit() =>
+            {
+                let hex = |b: u8| char::from(b).to_digit(16).unwrap_or(0) as u8;
+                out.push(hex(bytes[i + 1]) << 4 | hex(bytes[i + 2]));
+                i += 2;
             }
             b => out.push(b),
         }
@@ -210,27 +213,21 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Answers a WebSocket upgrade request: validates it (RFC 6455 §4.2.1), takes a connection
-/// slot, opens the session (running `on_connect`), replies 101 and spawns the connection.
-/// Refusals are plain-text HTTP errors with a one-line reason: 400 bad request, 426 wrong
-/// version, 503 server full or shutting down, 403 rejected by the handler.
-pub(crate) async fn upgrade(
-    server: &Arc<ServerShared>,
-    peer: SocketAddr,
-    mut req: Request<Body>,
-) -> Response<Body> {
-    let h = req.headers();
-    if req.method() != Method::GET {
-        return plain(
+/// The RFC 6455 §4.2.1 checks of an upgrade request, before anything is allocated for it:
+/// `GET`, `Connection: Upgrade`, `Sec-WebSocket-Version: 13` and a 24-character key. Returns the
+/// key, or the refusal to send: 405, 400, or 426 with `Sec-WebSocket-Version: 13`.
+pub(crate) fn check_upgrade(method: &Method, h: &HeaderMap) -> Result<Vec<u8>, Response<Body>> {
+    if method != Method::GET {
+        return Err(plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "websocket upgrade needs GET".into(),
-        );
+        ));
     }
     if !header_has_token(h, header::CONNECTION, "upgrade") {
-        return plain(
+        return Err(plain(
             StatusCode::BAD_REQUEST,
             "missing Connection: Upgrade".into(),
-        );
+        ));
     }
     if h.get(header::SEC_WEBSOCKET_VERSION)
         .map(HeaderValue::as_bytes)
@@ -244,22 +241,72 @@ pub(crate) async fn upgrade(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
         );
-        return r;
+        return Err(r);
     }
-    let key = match h.get(header::SEC_WEBSOCKET_KEY) {
+    match h.get(header::SEC_WEBSOCKET_KEY) {
         // A valid key is 16 random bytes, base64: 24 characters.
-        Some(k) if k.len() == 24 => k.as_bytes().to_vec(),
-        _ => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "missing or malformed Sec-WebSocket-Key".into(),
-            )
-        }
-    };
+        Some(k) if k.len() == 24 => Ok(k.as_bytes().to_vec()),
+        _ => Err(plain(
+            StatusCode::BAD_REQUEST,
+            "missing or malformed Sec-WebSocket-Key".into(),
+        )),
+    }
+}
+
+/// Answers a WebSocket upgrade request: validates it (RFC 6455 §4.2.1), takes a connection
+/// slot, opens the session (running `on_connect`), replies 101 and spawns the connection.
+/// Refusals are plain-text HTTP errors with a one-line reason: 400 bad request, 426 wrong
+/// version, 503 server full or shutting down, 403 rejected by the handler.
+pub(crate) async fn upgrade(
+    server: &Arc<ServerShared>,
+    peer: SocketAddr,
+    req: Request<Body>,
+) -> Response<Body> {
+    if let Err(refusal) = check_upgrade(req.method(), req.headers()) {
+        return refusal;
+    }
     let (channels, protocol) = match parse_query(req.uri().query(), &server.config.ws.channels) {
         Ok(v) => v,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
+    let token = token_of(&req);
+    let route = Route {
+        protocol,
+        channels,
+        token,
+    };
+    upgrade_as(server, peer, req, route, |_| {}).await
+}
+
+/// What an endpoint decided about a WebSocket before the upgrade.
+pub(crate) struct Route {
+    /// The session's protocol.
+    pub protocol: Protocol,
+    /// Channels it joins.
+    pub channels: Vec<String>,
+    /// The client token it presented.
+    pub token: Option<String>,
+}
+
+/// [`upgrade`] for an endpoint that chose the protocol and channels itself (the Pusher
+/// endpoint). `opened` runs once the session exists, before anything else is queued for it.
+pub(crate) async fn upgrade_as(
+    server: &Arc<ServerShared>,
+    peer: SocketAddr,
+    mut req: Request<Body>,
+    route: Route,
+    opened: impl FnOnce(&crate::session::Session),
+) -> Response<Body> {
+    let h = req.headers();
+    let key = match check_upgrade(req.method(), h) {
+        Ok(key) => key,
+        Err(refusal) => return refusal,
+    };
+    let Route {
+        protocol,
+        channels,
+        token,
+    } = route;
     if server.shutdown.is_cancelled() {
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -293,7 +340,7 @@ pub(crate) async fn upgrade(
         peer,
         format,
         channels,
-        token: token_of(&req),
+        token,
     };
     let session = match server.admit(knock).await {
         Ok(s) => s,
@@ -304,6 +351,7 @@ pub(crate) async fn upgrade(
             )
         }
     };
+    opened(&session);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let server2 = server.clone();
     server.tracker.spawn(async move {
@@ -363,5 +411,15 @@ mod tests {
         );
         assert!(parse_query(Some("protocol=xml"), &d).is_err());
         assert_eq!(percent_decode("a%2Fb+c%zz"), "a/b c%zz");
+    }
+
+    #[test]
+    fn percent_decode_signed_escape_is_not_a_byte() {
+        // Found by the ws_upgrade fuzz target: `%+5` and `%+b` decoded to the bytes 0x05 and
+        // 0x0b (`from_str_radix` accepts a leading `+`), so `?channel=a%+5` named the channel
+        // "a\u{5}" instead of being refused for its space.
+        assert_eq!(percent_decode("a%+5"), "a% 5");
+        assert_eq!(percent_decode("%+b%-1%4"), "% b%-1%4");
+        assert_eq!(percent_decode("%41%4a%4A"), "AJJ");
     }
 }

@@ -7,7 +7,7 @@
 //! server sends it at most [`MAX_AMPLIFICATION`] times the bytes it has received from it, and
 //! what does not fit is dropped and counted (`udp_unvalidated_dropped`).
 //!
-//! A source proves it receives by echoing a **cookie**: 8 bytes of HMAC-SHA1 over its address
+//! A source proves it receives by echoing a **cookie**: 8 bytes of HMAC-SHA256 over its address
 //! and the current 30-second epoch, under a random key made when the listener starts. Nothing
 //! is stored per cookie; one is valid in the epoch it was made and the next (30–60 s).
 //!
@@ -38,30 +38,30 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha1::{Digest, Sha1};
 
 use crate::config::Protocol;
 
 /// An unvalidated source is sent at most this many times the bytes received from it.
-pub(crate) const MAX_AMPLIFICATION: usize = 3;
+pub const MAX_AMPLIFICATION: usize = 3;
 
 /// Cookies are made per epoch of this length and accepted in that epoch and the next.
-pub(crate) const COOKIE_EPOCH: Duration = Duration::from_secs(30);
+pub const COOKIE_EPOCH: Duration = Duration::from_secs(30);
 
 /// The raw form's keyword.
 const RAW_PREFIX: &[u8] = b"SOCKHUB-COOKIE";
 
 /// Bytes of MAC in a cookie (16 hex digits on the wire). 64 bits: a blind attacker would need
 /// about 2^63 guesses within one minute to validate an address it does not receive at.
-pub(crate) const COOKIE_LEN: usize = 8;
+pub const COOKIE_LEN: usize = 8;
 
 /// A cookie as it travels (hex on the wire).
-pub(crate) type Cookie = [u8; COOKIE_LEN];
+pub type Cookie = [u8; COOKIE_LEN];
 
 /// Which wire form a control datagram used; an answer uses the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Form {
+pub enum Form {
     /// `SOCKHUB-COOKIE <hex>`.
     Raw,
     /// `{"type":"cookie","cookie":"<hex>"}`.
@@ -70,7 +70,7 @@ pub(crate) enum Form {
 
 /// A control datagram from a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Control {
+pub enum Control {
     /// Asks for a cookie (or carried something that is not a cookie's 16 hex digits).
     Request(Form),
     /// Sends a cookie back.
@@ -88,7 +88,7 @@ enum JsonControl {
 }
 
 /// Recognizes a control datagram. `None`: an ordinary message.
-pub(crate) fn parse_control(protocol: Protocol, datagram: &[u8]) -> Option<Control> {
+pub fn parse_control(protocol: Protocol, datagram: &[u8]) -> Option<Control> {
     if let Some(rest) = datagram.strip_prefix(RAW_PREFIX) {
         let rest = rest.trim_ascii_end();
         if rest.is_empty() {
@@ -133,7 +133,7 @@ fn parse_hex(hex: &[u8]) -> Option<Cookie> {
 }
 
 /// A cookie datagram in `form`.
-pub(crate) fn encode_cookie(form: Form, cookie: &Cookie) -> Bytes {
+pub fn encode_cookie(form: Form, cookie: &Cookie) -> Bytes {
     let mut hex = String::with_capacity(2 * COOKIE_LEN);
     for b in cookie {
         hex.push_str(&format!("{b:02x}"));
@@ -145,8 +145,7 @@ pub(crate) fn encode_cookie(form: Form, cookie: &Cookie) -> Bytes {
 }
 
 /// A cookie request datagram in `form` (what clients send).
-#[cfg_attr(not(test), allow(dead_code))] // tests and fuzzing
-pub(crate) fn encode_request(form: Form) -> &'static [u8] {
+pub fn encode_request(form: Form) -> &'static [u8] {
     match form {
         Form::Raw => RAW_PREFIX,
         Form::Json => br#"{"type":"cookie"}"#,
@@ -154,24 +153,24 @@ pub(crate) fn encode_request(form: Form) -> &'static [u8] {
 }
 
 /// Makes and checks cookies. One per UDP listener, with its own random key.
-pub(crate) struct CookieJar {
+pub struct CookieJar {
     /// The HMAC key. Never leaves the process.
     key: [u8; 32],
 }
 
 impl CookieJar {
     /// A jar with this key (tests and fuzzing; the server uses [`CookieJar::random`]).
-    pub(crate) fn new(key: [u8; 32]) -> Self {
+    pub fn new(key: [u8; 32]) -> Self {
         CookieJar { key }
     }
 
     /// A jar with a key from the OS random source.
-    pub(crate) fn random() -> Self {
+    pub fn random() -> Self {
         CookieJar::new(random_key())
     }
 
     /// The cookie for `addr` in `epoch`.
-    pub(crate) fn issue(&self, addr: SocketAddr, epoch: u64) -> Cookie {
+    pub fn issue(&self, addr: SocketAddr, epoch: u64) -> Cookie {
         let mut msg = Vec::with_capacity(8 + 16 + 2);
         msg.extend_from_slice(&epoch.to_be_bytes());
         match addr {
@@ -179,14 +178,14 @@ impl CookieJar {
             SocketAddr::V6(a) => msg.extend_from_slice(&a.ip().octets()),
         }
         msg.extend_from_slice(&addr.port().to_be_bytes());
-        let mac = hmac_sha1(&self.key, &msg);
+        let mac = hmac_sha256(&self.key, &msg);
         let mut c = [0u8; COOKIE_LEN];
         c.copy_from_slice(&mac[..COOKIE_LEN]);
         c
     }
 
     /// Whether `cookie` was made for `addr` in `epoch` or the one before.
-    pub(crate) fn verify(&self, addr: SocketAddr, cookie: &Cookie, epoch: u64) -> bool {
+    pub fn verify(&self, addr: SocketAddr, cookie: &Cookie, epoch: u64) -> bool {
         let now = same(&self.issue(addr, epoch), cookie);
         let before = epoch
             .checked_sub(1)
@@ -200,20 +199,14 @@ fn same(a: &Cookie, b: &Cookie) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// HMAC (RFC 2104) over SHA-1, with a key shorter than the 64-byte block.
-fn hmac_sha1(key: &[u8; 32], msg: &[u8]) -> [u8; 20] {
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(key);
-    let pad = |x: u8| block.map(|b| b ^ x);
-    let inner = Sha1::new()
-        .chain_update(pad(0x36))
-        .chain_update(msg)
-        .finalize();
-    Sha1::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+/// HMAC-SHA256 (RFC 2104, RFC 4231).
+fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+    // HMAC takes a key of any length: this cannot fail.
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
 }
 
 /// 32 bytes from `/dev/urandom`; where that cannot be read, from std's randomly seeded
@@ -243,7 +236,7 @@ fn random_key() -> [u8; 32] {
 
 /// One source's standing: validated, or how many more bytes it may be sent until it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Credit {
+pub struct Credit {
     /// It echoed a valid cookie (or validation is off): no limit.
     validated: bool,
     /// Bytes it may still be sent while unvalidated: 3× what it sent, minus what it was sent.
@@ -254,7 +247,7 @@ pub(crate) struct Credit {
 
 impl Credit {
     /// The standing of a source whose first datagram was `received` bytes.
-    pub(crate) fn new(received: usize, validation: bool) -> Self {
+    pub fn new(received: usize, validation: bool) -> Self {
         let mut c = Credit {
             validated: !validation,
             left: 0,
@@ -265,12 +258,12 @@ impl Credit {
     }
 
     /// Whether the source has proved it receives at its address.
-    pub(crate) fn is_validated(&self) -> bool {
+    pub fn is_validated(&self) -> bool {
         self.validated
     }
 
     /// Credits a datagram of `n` bytes from the source.
-    pub(crate) fn received(&mut self, n: usize) {
+    pub fn received(&mut self, n: usize) {
         if !self.validated {
             self.left = self
                 .left
@@ -279,7 +272,7 @@ impl Credit {
     }
 
     /// Whether `len` more bytes may be sent to the source; if so they are debited.
-    pub(crate) fn spend(&mut self, len: usize) -> bool {
+    pub fn spend(&mut self, len: usize) -> bool {
         if self.validated {
             return true;
         }
@@ -295,7 +288,7 @@ impl Credit {
 
 /// What to do with a control datagram.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Answer {
+pub enum Answer {
     /// Nothing to send.
     Nothing,
     /// Send this datagram back (a fresh cookie).
@@ -305,7 +298,7 @@ pub(crate) enum Answer {
 }
 
 /// The cookie logic of one UDP listener.
-pub(crate) struct Validator {
+pub struct Validator {
     /// Makes and checks cookies.
     jar: CookieJar,
     /// `UdpOptions::address_validation`: off means every source starts validated.
@@ -316,32 +309,32 @@ pub(crate) struct Validator {
 
 impl Validator {
     /// The validator of a listener speaking `protocol`.
-    pub(crate) fn new(jar: CookieJar, enabled: bool, protocol: Protocol) -> Self {
+    pub fn new(jar: CookieJar, enabled: bool, protocol: Protocol) -> Self {
         let form = match protocol {
             Protocol::Raw => Form::Raw,
-            Protocol::Json => Form::Json,
+            Protocol::Json | Protocol::Pusher => Form::Json,
         };
         Validator { jar, enabled, form }
     }
 
     /// The cookie epoch at `elapsed` since the listener started.
-    pub(crate) fn epoch(elapsed: Duration) -> u64 {
+    pub fn epoch(elapsed: Duration) -> u64 {
         elapsed.as_secs() / COOKIE_EPOCH.as_secs()
     }
 
     /// The standing of a new source whose first message was `received` bytes.
-    pub(crate) fn new_credit(&self, received: usize) -> Credit {
+    pub fn new_credit(&self, received: usize) -> Credit {
         Credit::new(received, self.enabled)
     }
 
     /// The standing of a source that opened its session with a valid echo.
-    pub(crate) fn validated_credit(&self) -> Credit {
+    pub fn validated_credit(&self) -> Credit {
         Credit::new(0, false)
     }
 
     /// Answers a control datagram of `received` bytes from `addr`; `peer` is the source's
     /// standing if it has a session (already credited with this datagram).
-    pub(crate) fn on_control(
+    pub fn on_control(
         &self,
         addr: SocketAddr,
         control: Control,
@@ -386,7 +379,7 @@ impl Validator {
     }
 
     /// The cookie owed to an unvalidated source, once it fits in its credit.
-    pub(crate) fn offer(&self, addr: SocketAddr, peer: &mut Credit, epoch: u64) -> Option<Bytes> {
+    pub fn offer(&self, addr: SocketAddr, peer: &mut Credit, epoch: u64) -> Option<Bytes> {
         if peer.validated || !peer.cookie_owed {
             return None;
         }
@@ -562,15 +555,16 @@ mod tests {
     }
 
     #[test]
-    fn hmac_sha1_matches_rfc_2202() {
+    fn hmac_sha256_matches_rfc_4231() {
         // Test case 1: a 20-byte key of 0x0b; zero-padding it to 32 bytes changes nothing
         // (HMAC pads the key with zeros to the block size).
         let mut key = [0u8; 32];
         key[..20].fill(0x0b);
         let expected = [
-            0xb6, 0x17, 0x31, 0x86, 0x55, 0x05, 0x72, 0x64, 0xe2, 0x8b, 0xc0, 0xb6, 0xfb, 0x37,
-            0x8c, 0x8e, 0xf1, 0x46, 0xbe, 0x00,
+            0xb0, 0x34, 0x4c, 0x61, 0xd8, 0xdb, 0x38, 0x53, 0x5c, 0xa8, 0xaf, 0xce, 0xaf, 0x0b,
+            0xf1, 0x2b, 0x88, 0x1d, 0xc2, 0x00, 0xc9, 0x83, 0x3d, 0xa7, 0x26, 0xe9, 0x37, 0x6c,
+            0x2e, 0x32, 0xcf, 0xf7,
         ];
-        assert_eq!(hmac_sha1(&key, b"Hi There"), expected);
+        assert_eq!(hmac_sha256(&key, b"Hi There"), expected);
     }
 }

@@ -1,0 +1,436 @@
+//! The Pusher HTTP API and WebSocket endpoint routes:
+//!
+//! | request | does |
+//! |---|---|
+//! | `GET /app/{key}?protocol=7` | the Pusher WebSocket |
+//! | `POST /apps/{id}/events` | `{"name", "data", "channel" \| "channels", "socket_id"?, "info"?}` |
+//! | `POST /apps/{id}/batch_events` | `{"batch": [{"name", "channel", "data", "socket_id"?}…]}` (up to 10) |
+//! | `GET /apps/{id}/channels` | `?filter_by_prefix=…&info=user_count` |
+//! | `GET /apps/{id}/channels/{name}` | `?info=user_count,subscription_count` |
+//! | `GET /apps/{id}/channels/{name}/users` | presence members |
+//! | `POST /apps/{id}/users/{user_id}/terminate_connections` | closes that user's connections |
+//!
+//! Every API request is signed (`auth_key`, `auth_timestamp` within 600 s, `auth_version`,
+//! `body_md5`, `auth_signature`; see [`super::signature`]); errors are plain text with the
+//! status Pusher documents: 400 bad request, 401 bad signature, 404 unknown app, 413 data over
+//! 10 KB.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::{BodyExt as _, Limited};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{parse_socket_id, signature, validate_channel, PusherState};
+use crate::config::Protocol;
+use crate::http::PeerAddr;
+use crate::message::Message;
+use crate::server::ServerShared;
+use crate::transport::ws::{self, Route};
+
+/// Largest event `data`, as Pusher limits it.
+pub const MAX_EVENT_DATA: usize = 10 * 1024;
+/// Most channels one event may name.
+pub const MAX_EVENT_CHANNELS: usize = 100;
+/// Most events in one batch.
+pub const MAX_BATCH: usize = 10;
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut r = Response::new(Body::from(body.into() + "\n"));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn ok_json(v: &Value) -> Response {
+    let mut r = Response::new(Body::from(v.to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The Pusher routes, merged into the HTTP listener's router when apps are configured.
+pub(crate) fn routes() -> Router<Arc<ServerShared>> {
+    Router::new()
+        .route("/app/{key}", get(websocket))
+        .route("/apps/{app_id}/events", post(events))
+        .route("/apps/{app_id}/batch_events", post(batch_events))
+        .route("/apps/{app_id}/channels", get(channels))
+        .route("/apps/{app_id}/channels/{name}", get(channel))
+        .route("/apps/{app_id}/channels/{name}/users", get(users))
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(terminate),
+        )
+}
+
+/// `GET /app/{key}`: the Pusher WebSocket.
+async fn websocket(
+    State(server): State<Arc<ServerShared>>,
+    Path(key): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(state) = server.pusher.clone() else {
+        return text(StatusCode::NOT_FOUND, "the Pusher protocol is not enabled");
+    };
+    let Some(PeerAddr(peer)) = req.extensions().get::<PeerAddr>().copied() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "no peer address");
+    };
+    let app = state.app_by_key(&key);
+    if let Some(app) = app {
+        let allowed = &state.apps[app].allowed_origins;
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !allowed.is_empty() && !allowed.iter().any(|o| o == origin) {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("origin {origin:?} not allowed"),
+            );
+        }
+    }
+    let version = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("protocol=")))
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(7);
+    let route = Route {
+        protocol: Protocol::Pusher,
+        channels: Vec::new(),
+        token: None,
+    };
+    let activity = server.config.limits.ping_interval.as_secs().max(1);
+    ws::upgrade_as(&server, peer, req, route, move |session| match app {
+        // Pusher reports these as errors on an open connection, then closes it: clients
+        // learn the reason and, for 4000–4099, not to reconnect.
+        None => {
+            super::send_error(
+                session,
+                Some(4001),
+                &format!("App key {key} not in this cluster"),
+            );
+            session.close_with(crate::close::CloseReason::Adapter {
+                code: 4001,
+                reason: "app key not in this cluster".into(),
+            });
+        }
+        Some(_) if !(5..=7).contains(&version) => {
+            super::send_error(session, Some(4007), "unsupported protocol version");
+            session.close_with(crate::close::CloseReason::Adapter {
+                code: 4007,
+                reason: "unsupported protocol version".into(),
+            });
+        }
+        Some(app) => state.opened(session, app, activity),
+    })
+    .await
+}
+
+/// Checks app and signature, and reads the body (at most 256 KiB).
+async fn authorized(
+    server: &ServerShared,
+    app_id: &str,
+    req: Request,
+) -> Result<(Arc<PusherState>, usize, bytes::Bytes), Response> {
+    let Some(state) = server.pusher.clone() else {
+        return Err(text(
+            StatusCode::NOT_FOUND,
+            "the Pusher protocol is not enabled",
+        ));
+    };
+    let Some(app) = state.app_by_id(app_id) else {
+        return Err(text(StatusCode::NOT_FOUND, format!("unknown app {app_id}")));
+    };
+    let method: Method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let params: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (ws::percent_decode(k), ws::percent_decode(v))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = match Limited::new(req.into_body(), 256 * 1024).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+            ))
+        }
+    };
+    let a = &state.apps[app];
+    signature::verify_request(
+        &a.key,
+        &a.secret,
+        method.as_str(),
+        &path,
+        &params,
+        &body,
+        crate::auth::unix_now(),
+    )
+    .map_err(|e| text(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    Ok((state, app, body))
+}
+
+/// One event to trigger.
+#[derive(Deserialize)]
+struct Event {
+    name: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    socket_id: Option<String>,
+    #[serde(default)]
+    info: Option<String>,
+}
+
+/// Validates and publishes one event; returns its channels.
+fn trigger(server: &ServerShared, ev: Event) -> Result<Vec<String>, Response> {
+    let bad = |m: String| text(StatusCode::BAD_REQUEST, m);
+    let channels = match (ev.channel, ev.channels) {
+        (Some(c), None) => vec![c],
+        (None, Some(cs)) if !cs.is_empty() && cs.len() <= MAX_EVENT_CHANNELS => cs,
+        _ => {
+            return Err(bad(format!(
+                "give channel, or channels (1 to {MAX_EVENT_CHANNELS})"
+            )))
+        }
+    };
+    for c in &channels {
+        validate_channel(c).map_err(bad)?;
+    }
+    if ev.name.is_empty() || ev.name.len() > 200 {
+        return Err(bad("event name must be 1 to 200 characters".into()));
+    }
+    let data = super::data_text(&ev.data);
+    if data.len() > MAX_EVENT_DATA {
+        return Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("data over {MAX_EVENT_DATA} bytes"),
+        ));
+    }
+    let except = match ev.socket_id.as_deref() {
+        None => None,
+        Some(s) => Some(parse_socket_id(s).ok_or_else(|| bad(format!("bad socket_id {s:?}")))?),
+    };
+    let message = Message::text(data).with_event(ev.name);
+    for c in &channels {
+        server.hub.publish_except(c, message.clone(), except);
+    }
+    Ok(channels)
+}
+
+fn channel_info(server: &ServerShared, state: &PusherState, name: &str, info: &str) -> Value {
+    let mut v = json!({});
+    let wants = |k: &str| info.split(',').any(|i| i.trim() == k);
+    if wants("subscription_count") {
+        v["subscription_count"] = Value::from(server.hub.subscribers(name));
+    }
+    if wants("user_count") && name.starts_with("presence-") {
+        v["user_count"] = Value::from(state.members(name).len());
+    }
+    v
+}
+
+async fn events(
+    State(server): State<Arc<ServerShared>>,
+    Path(app_id): Path<String>,
+    req: Request,
+) -> Response {
+    let (state, _, body) = match authorized(&server, &app_id, req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let ev: Event = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+    };
+    let info = ev.info.clone().unwrap_or_default();
+    match trigger(&server, ev) {
+        Ok(channels) if !info.is_empty() => {
+            let map: serde_json::Map<String, Value> = channels
+                .iter()
+                .map(|c| (c.clone(), channel_info(&server, &state, c, &info)))
+                .collect();
+            ok_json(&json!({ "channels": map }))
+        }
+        Ok(_) => ok_json(&json!({})),
+        Err(r) => r,
+    }
+}
+
+async fn batch_events(
+    State(server): State<Arc<ServerShared>>,
+    Path(app_id): Path<String>,
+    req: Request,
+) -> Response {
+    let (state, _, body) = match authorized(&server, &app_id, req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    #[derive(Deserialize)]
+    struct Batch {
+        batch: Vec<Event>,
+    }
+    let batch: Batch = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+    };
+    if batch.batch.len() > MAX_BATCH {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("at most {MAX_BATCH} events per batch"),
+        );
+    }
+    let mut infos = Vec::new();
+    let mut any_info = false;
+    for ev in batch.batch {
+        let info = ev.info.clone().unwrap_or_default();
+        any_info |= !info.is_empty();
+        match trigger(&server, ev) {
+            Ok(channels) => infos.push(match channels.first() {
+                Some(c) if !info.is_empty() => channel_info(&server, &state, c, &info),
+                _ => json!({}),
+            }),
+            Err(r) => return r,
+        }
+    }
+    if any_info {
+        ok_json(&json!({ "batch": infos }))
+    } else {
+        ok_json(&json!({}))
+    }
+}
+
+async fn channels(
+    State(server): State<Arc<ServerShared>>,
+    Path(app_id): Path<String>,
+    req: Request,
+) -> Response {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let (state, _, _) = match authorized(&server, &app_id, req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let param = |name: &str| {
+        query.split('&').find_map(|p| {
+            p.strip_prefix(name)
+                .and_then(|r| r.strip_prefix('='))
+                .map(ws::percent_decode)
+        })
+    };
+    let prefix = param("filter_by_prefix").unwrap_or_default();
+    let info = param("info").unwrap_or_default();
+    if info.contains("user_count") && !prefix.starts_with("presence-") {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "info=user_count needs filter_by_prefix=presence-",
+        );
+    }
+    let map: serde_json::Map<String, Value> = server
+        .hub
+        .channels()
+        .into_iter()
+        .filter(|c| c.name.starts_with(&prefix) && validate_channel(&c.name).is_ok())
+        .map(|c| {
+            let v = channel_info(&server, &state, &c.name, &info);
+            (c.name, v)
+        })
+        .collect();
+    ok_json(&json!({ "channels": map }))
+}
+
+async fn channel(
+    State(server): State<Arc<ServerShared>>,
+    Path((app_id, name)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let (state, _, _) = match authorized(&server, &app_id, req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(e) = validate_channel(&name) {
+        return text(StatusCode::BAD_REQUEST, e);
+    }
+    let info = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("info=").map(ws::percent_decode))
+        .unwrap_or_default();
+    if info.contains("user_count") && !name.starts_with("presence-") {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "user_count is only for presence channels",
+        );
+    }
+    let mut v = channel_info(&server, &state, &name, &info);
+    v["occupied"] = Value::from(server.hub.subscribers(&name) > 0);
+    ok_json(&v)
+}
+
+async fn users(
+    State(server): State<Arc<ServerShared>>,
+    Path((app_id, name)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (state, _, _) = match authorized(&server, &app_id, req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if !name.starts_with("presence-") {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "users are listed for presence channels only",
+        );
+    }
+    let users: Vec<Value> = state
+        .members(&name)
+        .into_iter()
+        .map(|(id, _)| json!({ "id": id }))
+        .collect();
+    ok_json(&json!({ "users": users }))
+}
+
+async fn terminate(
+    State(server): State<Arc<ServerShared>>,
+    Path((app_id, user)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (state, app, _) = match authorized(&server, &app_id, req).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    super::terminate_user(&state, &server.hub, app, &user);
+    ok_json(&json!({}))
+}
+
+impl IntoResponse for super::signature::RequestError {
+    fn into_response(self) -> Response {
+        text(StatusCode::UNAUTHORIZED, self.to_string())
+    }
+}

@@ -1,0 +1,640 @@
+//! The Pusher Channels protocol (version 7; 5 and 6 accepted) as an adapter over the same hub,
+//! so `pusher-js`, Laravel Echo and the Pusher server SDKs work by changing host, port and
+//! keys — while raw, json, TCP and UDP clients share the same channels.
+//!
+//! - WebSocket at `/app/{key}?protocol=7`: `pusher:connection_established` (socket id
+//!   `\d+\.\d+`, `activity_timeout`), `pusher:ping`/`pong`, `pusher:subscribe` /
+//!   `unsubscribe` for public, `private-`, `private-encrypted-` (relayed untouched) and
+//!   `presence-` channels, `pusher:signin`, `client-*` events.
+//! - HTTP API under `/apps/{app_id}/…` ([`api`]), signed as Pusher's SDKs sign.
+//!
+//! **Mapping to the hub** (one fabric): a Pusher channel *is* the hub channel of the same name
+//! (all apps share one namespace). A Pusher event becomes a hub message whose payload is the
+//! event's `data` string and whose event name is the event's name; raw clients receive the
+//! payload, json clients get it with an `event` field. A message without an event name (from a
+//! raw, json, TCP or UDP client, or `/api/publish`) reaches Pusher clients as event `message`
+//! with the payload as `data` (binary payloads: base64, event `message-binary`).
+//!
+//! Presence membership is kept per node (member_added/removed events cross nodes with the
+//! broker, membership lists do not).
+
+pub mod api;
+pub mod signature;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::close::CloseReason;
+use crate::config::PusherApp;
+use crate::message::{ChannelName, Message, MessageKind, SessionId};
+use crate::protocol::{frame, Framing};
+use crate::rate::RateLimiter;
+use crate::session::Session;
+
+/// Longest channel name Pusher allows.
+pub const MAX_CHANNEL_NAME: usize = 164;
+
+/// The socket id Pusher clients see for a session: `<high 32 bits>.<low 32 bits>`.
+pub fn socket_id(id: SessionId) -> String {
+    format!("{}.{}", id.0 >> 32, id.0 & 0xffff_ffff)
+}
+
+/// The session behind a socket id.
+pub fn parse_socket_id(s: &str) -> Option<SessionId> {
+    let (hi, lo) = s.split_once('.')?;
+    let (hi, lo): (u64, u64) = (hi.parse().ok()?, lo.parse().ok()?);
+    (hi <= u64::from(u32::MAX) && lo <= u64::from(u32::MAX)).then_some(SessionId(hi << 32 | lo))
+}
+
+/// Pusher's channel-name rules: 1–164 characters of `A-Za-z0-9_-=@,.;`.
+///
+/// # Errors
+/// What is wrong with the name.
+pub fn validate_channel(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_CHANNEL_NAME {
+        return Err(format!(
+            "channel name must be 1 to {MAX_CHANNEL_NAME} characters"
+        ));
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_-=@,.;".contains(*c)))
+    {
+        Some(c) => Err(format!(
+            "channel name contains {c:?} (allowed: A-Z a-z 0-9 _ - = @ , . ;)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// One connection's Pusher state.
+struct Conn {
+    /// Index of its app.
+    app: usize,
+    /// Private, encrypted and presence channels it subscribed (client events need one).
+    authorized: HashSet<String>,
+    /// Presence channel → the user id it joined as.
+    presence: HashMap<String, String>,
+    /// The user it signed in as (`pusher:signin`).
+    user: Option<String>,
+    /// `max_client_events_per_second`.
+    client_events: RateLimiter,
+}
+
+/// A presence channel's members on this node.
+#[derive(Default)]
+struct Members {
+    /// user id → (user_info, sockets of that user in the channel).
+    users: HashMap<String, (Value, usize)>,
+}
+
+/// The adapter's state, shared by every Pusher connection and the API.
+pub(crate) struct PusherState {
+    /// Configured apps.
+    pub apps: Vec<PusherApp>,
+    /// Per connection.
+    conns: Mutex<HashMap<SessionId, Conn>>,
+    /// Presence channel → members.
+    presence: Mutex<HashMap<String, Members>>,
+}
+
+impl PusherState {
+    pub(crate) fn new(apps: Vec<PusherApp>) -> Self {
+        PusherState {
+            apps,
+            conns: Mutex::new(HashMap::new()),
+            presence: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The app with this key.
+    pub(crate) fn app_by_key(&self, key: &str) -> Option<usize> {
+        self.apps.iter().position(|a| a.key == key)
+    }
+
+    /// The app with this id.
+    pub(crate) fn app_by_id(&self, id: &str) -> Option<usize> {
+        self.apps.iter().position(|a| a.app_id == id)
+    }
+
+    /// A new connection of `app`: records it and queues `pusher:connection_established`.
+    pub(crate) fn opened(&self, session: &Session, app: usize, activity_timeout: u64) {
+        let limit = self.apps[app].max_client_events_per_second;
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            session.id(),
+            Conn {
+                app,
+                authorized: HashSet::new(),
+                presence: HashMap::new(),
+                user: None,
+                client_events: RateLimiter::new(limit, tokio::time::Instant::now()),
+            },
+        );
+        let data = json!({
+            "socket_id": socket_id(session.id()),
+            "activity_timeout": activity_timeout,
+        });
+        send_event(
+            session,
+            "pusher:connection_established",
+            None,
+            &data.to_string(),
+        );
+    }
+
+    /// A connection ended: leaves its presence channels (announcing users who are gone).
+    pub(crate) fn closed(&self, session: &Session) {
+        let conn = self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&session.id());
+        if let Some(conn) = conn {
+            for (channel, user) in conn.presence {
+                self.leave_presence(session, &channel, &user);
+            }
+        }
+    }
+
+    /// Removes one socket of `user` from `channel`; announces `member_removed` if it was the
+    /// user's last.
+    fn leave_presence(&self, session: &Session, channel: &str, user: &str) {
+        let gone = {
+            let mut all = self.presence.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(members) = all.get_mut(channel) else {
+                return;
+            };
+            let gone = match members.users.get_mut(user) {
+                Some((_, n)) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    members.users.remove(user);
+                    true
+                }
+                None => false,
+            };
+            if members.users.is_empty() {
+                all.remove(channel);
+            }
+            gone
+        };
+        if gone {
+            let data = json!({ "user_id": user }).to_string();
+            session.hub().publish_except(
+                channel,
+                Message::text(data).with_event("pusher_internal:member_removed"),
+                Some(session.id()),
+            );
+        }
+    }
+
+    /// Members of a presence channel on this node: (user id, info).
+    pub(crate) fn members(&self, channel: &str) -> Vec<(String, Value)> {
+        let all = self.presence.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = all
+            .get(channel)
+            .map(|m| {
+                m.users
+                    .iter()
+                    .map(|(id, (info, _))| (id.clone(), info.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Sessions of `app` signed in as (or present in some channel as) `user`.
+    pub(crate) fn sessions_of_user(&self, app: usize, user: &str) -> Vec<SessionId> {
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, c)| {
+                c.app == app
+                    && (c.user.as_deref() == Some(user) || c.presence.values().any(|u| u == user))
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+/// Queues one Pusher event for one session: `{"event", "channel"?, "data": <string>}`.
+fn send_event(session: &Session, event: &str, channel: Option<&str>, data: &str) {
+    let mut v = json!({ "event": event, "data": data });
+    if let Some(c) = channel {
+        v["channel"] = Value::from(c);
+    }
+    let text = v.to_string();
+    session.send_control(frame(
+        session.format().framing,
+        MessageKind::Text,
+        text.as_bytes(),
+    ));
+}
+
+/// `pusher:error` with a code (or none).
+fn send_error(session: &Session, code: Option<u16>, message: &str) {
+    let v = json!({ "event": "pusher:error", "data": { "code": code, "message": message } });
+    let text = v.to_string();
+    session.send_control(frame(
+        session.format().framing,
+        MessageKind::Text,
+        text.as_bytes(),
+    ));
+}
+
+/// `pusher:subscription_error` for one channel.
+fn send_subscription_error(session: &Session, channel: &str, status: u16, error: &str) {
+    let data = json!({ "type": "AuthError", "error": error, "status": status }).to_string();
+    send_event(session, "pusher:subscription_error", Some(channel), &data);
+}
+
+/// The bytes of a hub message for Pusher clients.
+pub(crate) fn encode_message(framing: Framing, channel: Option<&str>, message: &Message) -> Bytes {
+    let (event, data) = match (message.event(), message.as_str()) {
+        (Some(e), Some(text)) => (e.to_string(), text.to_string()),
+        (None, Some(text)) => ("message".to_string(), text.to_string()),
+        (e, None) => (
+            e.unwrap_or("message-binary").to_string(),
+            base64::engine::general_purpose::STANDARD.encode(message.payload()),
+        ),
+    };
+    let mut v = json!({ "event": event, "data": data });
+    if let Some(c) = channel {
+        v["channel"] = Value::from(c);
+    }
+    frame(framing, MessageKind::Text, v.to_string().as_bytes())
+}
+
+/// An event from a Pusher client.
+#[derive(Deserialize)]
+struct ClientEvent {
+    event: String,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    data: Value,
+}
+
+/// `data` of `pusher:subscribe`.
+#[derive(Deserialize)]
+struct Subscribe {
+    channel: String,
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    channel_data: Option<String>,
+}
+
+/// `channel_data` of a presence subscription.
+#[derive(Deserialize)]
+struct ChannelData {
+    user_id: Value,
+    #[serde(default)]
+    user_info: Value,
+}
+
+/// `data` of a string or an object: the string itself, or the object's JSON.
+fn data_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Handles one message from a Pusher client.
+pub(crate) fn dispatch(session: &Session, message: Message) {
+    let Some(state) = session.server().pusher.clone() else {
+        return;
+    };
+    let Some(text) = message.as_str() else {
+        send_error(
+            session,
+            None,
+            "binary frames are not part of the Pusher protocol",
+        );
+        return;
+    };
+    let ev: ClientEvent = match serde_json::from_str(text) {
+        Ok(ev) => ev,
+        Err(e) => {
+            send_error(session, None, &format!("invalid JSON: {e}"));
+            return;
+        }
+    };
+    let name = ev.event.clone();
+    match name.as_str() {
+        "pusher:ping" => send_event(session, "pusher:pong", None, "{}"),
+        "pusher:pong" => {}
+        "pusher:subscribe" => subscribe(&state, session, &ev.data),
+        "pusher:unsubscribe" => {
+            let Some(channel) = ev.data.get("channel").and_then(Value::as_str) else {
+                send_error(session, None, "pusher:unsubscribe needs data.channel");
+                return;
+            };
+            session.unsubscribe(channel);
+            let user = {
+                let mut conns = state.conns.lock().unwrap_or_else(|p| p.into_inner());
+                conns.get_mut(&session.id()).and_then(|c| {
+                    c.authorized.remove(channel);
+                    c.presence.remove(channel)
+                })
+            };
+            if let Some(user) = user {
+                state.leave_presence(session, channel, &user);
+            }
+        }
+        "pusher:signin" => signin(&state, session, &ev.data),
+        name if name.starts_with("client-") => client_event(&state, session, name, ev),
+        other => send_error(session, None, &format!("unknown event {other:?}")),
+    }
+}
+
+fn subscribe(state: &PusherState, session: &Session, data: &Value) {
+    let Ok(sub) = Subscribe::deserialize(data) else {
+        send_error(session, None, "pusher:subscribe needs data.channel");
+        return;
+    };
+    let channel = sub.channel.as_str();
+    if let Err(e) = validate_channel(channel) {
+        send_subscription_error(session, channel, 400, &e);
+        return;
+    }
+    let Some(app) = state
+        .conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&session.id())
+        .map(|c| c.app)
+    else {
+        return;
+    };
+    let app_cfg = &state.apps[app];
+    let presence = channel.starts_with("presence-");
+    let private = presence || channel.starts_with("private-");
+    if private {
+        let ok = sub.auth.as_deref().is_some_and(|auth| {
+            signature::verify_channel_auth(
+                &app_cfg.key,
+                &app_cfg.secret,
+                &socket_id(session.id()),
+                channel,
+                if presence {
+                    sub.channel_data.as_deref()
+                } else {
+                    None
+                },
+                auth,
+            )
+        });
+        if !ok {
+            send_subscription_error(
+                session,
+                channel,
+                401,
+                "invalid or missing auth signature for this socket and channel",
+            );
+            return;
+        }
+    }
+    let member = if presence {
+        let parsed = sub
+            .channel_data
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<ChannelData>(d).ok());
+        let Some(cd) = parsed else {
+            send_subscription_error(
+                session,
+                channel,
+                400,
+                "presence needs channel_data with user_id",
+            );
+            return;
+        };
+        let id = match cd.user_id {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        Some((id, cd.user_info))
+    } else {
+        None
+    };
+    if let Err(e) = session.subscribe(channel) {
+        send_subscription_error(session, channel, 400, &e.to_string());
+        return;
+    }
+    {
+        let mut conns = state.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = conns.get_mut(&session.id()) {
+            if private {
+                c.authorized.insert(channel.to_string());
+            }
+            if let Some((user, _)) = &member {
+                c.presence.insert(channel.to_string(), user.clone());
+            }
+        }
+    }
+    let Some((user, info)) = member else {
+        send_event(
+            session,
+            "pusher_internal:subscription_succeeded",
+            Some(channel),
+            "{}",
+        );
+        return;
+    };
+    let (first_socket, snapshot) = {
+        let mut all = state.presence.lock().unwrap_or_else(|p| p.into_inner());
+        let members = all.entry(channel.to_string()).or_default();
+        let entry = members
+            .users
+            .entry(user.clone())
+            .or_insert((info.clone(), 0));
+        entry.1 += 1;
+        let first = entry.1 == 1;
+        let ids: Vec<&String> = members.users.keys().collect();
+        let hash: serde_json::Map<String, Value> = members
+            .users
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
+        let snapshot = json!({
+            "presence": { "ids": ids, "hash": hash, "count": members.users.len() }
+        });
+        (first, snapshot)
+    };
+    send_event(
+        session,
+        "pusher_internal:subscription_succeeded",
+        Some(channel),
+        &snapshot.to_string(),
+    );
+    if first_socket {
+        let data = json!({ "user_id": user, "user_info": info }).to_string();
+        session.hub().publish_except(
+            channel,
+            Message::text(data).with_event("pusher_internal:member_added"),
+            Some(session.id()),
+        );
+    }
+}
+
+fn signin(state: &PusherState, session: &Session, data: &Value) {
+    let auth = data.get("auth").and_then(Value::as_str).unwrap_or("");
+    let user_data = data.get("user_data").and_then(Value::as_str).unwrap_or("");
+    let mut conns = state.conns.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(conn) = conns.get_mut(&session.id()) else {
+        return;
+    };
+    let app = &state.apps[conn.app];
+    let user: Option<String> = serde_json::from_str::<Value>(user_data)
+        .ok()
+        .and_then(|v| v.get("id").map(data_text));
+    let ok = signature::verify_signin(
+        &app.key,
+        &app.secret,
+        &socket_id(session.id()),
+        user_data,
+        auth,
+    );
+    match (ok, user) {
+        (true, Some(user)) => {
+            conn.user = Some(user);
+            drop(conns);
+            send_event(
+                session,
+                "pusher:signin_success",
+                None,
+                &json!({ "user_data": user_data }).to_string(),
+            );
+        }
+        _ => {
+            drop(conns);
+            send_error(
+                session,
+                Some(4009),
+                "signin failed: bad auth or user_data without id",
+            );
+        }
+    }
+}
+
+fn client_event(state: &PusherState, session: &Session, name: &str, ev: ClientEvent) {
+    let Some(channel) = ev.channel else {
+        send_error(session, None, "client events need a channel");
+        return;
+    };
+    let (allowed, authorized, over_rate, user) = {
+        let mut conns = state.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = conns.get_mut(&session.id()) else {
+            return;
+        };
+        let allowed = state.apps[c.app].client_events;
+        let authorized = c.authorized.contains(&channel);
+        let over = !c.client_events.take(tokio::time::Instant::now());
+        (allowed, authorized, over, c.presence.get(&channel).cloned())
+    };
+    if !allowed {
+        send_error(session, None, "client events are not enabled for this app");
+        return;
+    }
+    if !authorized || !(channel.starts_with("private-") || channel.starts_with("presence-")) {
+        send_error(
+            session,
+            None,
+            "client events need a subscribed private- or presence- channel",
+        );
+        return;
+    }
+    if over_rate {
+        session.close_with(CloseReason::Adapter {
+            code: 4301,
+            reason: "client event rate limit exceeded".into(),
+        });
+        return;
+    }
+    let mut message = Message::text(data_text(&ev.data)).with_event(name.to_string());
+    if let Some(user) = user {
+        // Pusher adds the sender's user_id on presence channels; the hub message carries it
+        // in the data for raw clients' sake only when the data is an object.
+        if let Value::Object(mut obj) = ev.data {
+            obj.insert("user_id".into(), Value::from(user));
+            message = Message::text(Value::Object(obj).to_string()).with_event(name.to_string());
+        }
+    }
+    session
+        .hub()
+        .publish_except(&channel, message, Some(session.id()));
+    let _ = ChannelName::from(channel.as_str());
+}
+
+/// Closes every session of `app` that belongs to `user` (terminate_connections).
+pub(crate) fn terminate_user(
+    state: &Arc<PusherState>,
+    hub: &crate::Hub,
+    app: usize,
+    user: &str,
+) -> usize {
+    let ids = state.sessions_of_user(app, user);
+    for id in &ids {
+        if let Some(s) = hub.inner.session(*id) {
+            s.outbox.close(CloseReason::Adapter {
+                code: 4009,
+                reason: "connection terminated by the server".into(),
+            });
+        }
+    }
+    ids.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_ids_round_trip() {
+        for id in [1u64, 42, (7 << 40) + 3, u64::MAX] {
+            let s = socket_id(SessionId(id));
+            assert!(s
+                .split_once('.')
+                .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok()));
+            assert_eq!(parse_socket_id(&s), Some(SessionId(id)));
+        }
+        assert_eq!(parse_socket_id("1"), None);
+        assert_eq!(parse_socket_id("99999999999.1"), None);
+    }
+
+    #[test]
+    fn channel_names_follow_pusher_rules() {
+        assert!(validate_channel("private-chat.room_1=@,;").is_ok());
+        assert!(validate_channel("has space").is_err());
+        assert!(validate_channel(&"a".repeat(165)).is_err());
+        assert!(validate_channel("").is_err());
+    }
+
+    #[test]
+    fn hub_messages_become_pusher_events() {
+        let plain = encode_message(Framing::Lines, Some("news"), &Message::text("hi"));
+        assert_eq!(
+            &plain[..],
+            b"{\"channel\":\"news\",\"data\":\"hi\",\"event\":\"message\"}\n"
+        );
+        let named = encode_message(
+            Framing::Lines,
+            Some("news"),
+            &Message::text("{\"a\":1}").with_event("update"),
+        );
+        let v: Value = serde_json::from_slice(&named).unwrap();
+        assert_eq!(v["event"], "update");
+        assert_eq!(v["data"], "{\"a\":1}");
+    }
+}
