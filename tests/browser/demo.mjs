@@ -115,6 +115,17 @@ async function dashboardAtLeast(page, id, n) {
   return dashboardNumber(page, id);
 }
 
+async function dashboardTotalAtLeast(page, key, n) {
+  await page.waitForFunction(
+    ([key, n]) => Number((document.querySelector(`dd[data-key="${key}"]`) || { textContent: '' }).textContent.replace(/[^\d]/g, '')) >= n,
+    [key, n],
+    { timeout: WAIT },
+  );
+  return Number((await page.locator(`dd[data-key="${key}"]`).textContent()).replace(/[^\d]/g, ''));
+}
+
+const noticeText = async (page) => (await page.locator('#notice p').textContent()).replace(/\s+/g, ' ').trim();
+
 async function shot(page, name) {
   const file = path.join(OUT, name);
   await page.screenshot({ path: file, fullPage: true });
@@ -178,17 +189,43 @@ try {
   await shot(b, 'demo-b.png');
   await shot(dash, 'dashboard.png');
 
+  begin('server full');
+  // A, B and the TCP client hold all --max-connections 3 slots: a third page is refused. The
+  // browser sees only close 1006; the page asks /admission why.
+  const c = await openPage('c', '/');
+  await c.locator('#notice[data-kind="retry"]', { hasText: 'Server full' }).waitFor({ timeout: WAIT });
+  result({ full_notice: await noticeText(c), full_status: await c.locator('#status').getAttribute('data-state') });
+  await shot(c, 'demo-server-full.png');
+  await c.close();
+  delete pages.c;
+  result({ dashboard_refused: await dashboardTotalAtLeast(dash, 'refused_full', 1) });
+  await need('tcp-close');
+  await dash.waitForFunction(() => document.getElementById('conn-tcp').textContent === '0', null, { timeout: WAIT });
+
   begin('a message over max-message-size');
   await say(a, 'x'.repeat(4000));
   await status(a, 'closed');
   await a.locator('#notice[data-kind="stop"]').waitFor({ timeout: WAIT });
-  result({ too_large_notice: (await a.locator('#notice p').textContent()).replace(/\s+/g, ' ').trim() });
+  result({ too_large_notice: await noticeText(a) });
   await a.locator('li.msg[data-kind="self"][data-failed]').waitFor({ timeout: WAIT });
   result({ too_large_marked_not_delivered: await a.locator('li.msg[data-failed] .text').textContent().then((t) => t.length) });
   await shot(a, 'demo-too-large.png');
   await a.locator('#reconnect-now').click();
   const sa2 = await sessionOf(a);
   result({ a_session_after_reconnect_now: sa2 });
+
+  begin('closed by the server');
+  const kick = await fetch(`${BASE}/api/sessions/${sa2}/close`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ reason: 'kicked by the browser test' }),
+  });
+  if (!kick.ok) throw new Error(`POST /api/sessions/${sa2}/close: ${kick.status} ${await kick.text()}`);
+  await status(a, 'closed');
+  await a.locator('#notice[data-kind="stop"]', { hasText: 'Closed by the server' }).waitFor({ timeout: WAIT });
+  result({ kicked_notice: await noticeText(a) });
+  await a.locator('#reconnect-now').click();
+  await sessionOf(a);
 
   begin('the server restarts');
   await need('restart');

@@ -2,12 +2,12 @@
 //!
 //! `tests/browser/demo.mjs` drives Chromium (Debian's `/usr/bin/chromium`, through the npm
 //! package `playwright-core`): two pages join a channel by name and exchange messages, a TCP
-//! client's message and an HTTP API publish appear with their sender, a too-large message shows
-//! its close reason, the server restarts on the same port and the pages reconnect, and the
-//! dashboard's counts follow. This test owns the server: it answers the script's `NEED` lines
-//! (send from a TCP client, restart) and checks every `RESULT` against what it knows (session
-//! ids from the server log). Screenshots go to `target/browser-screenshots/` (or
-//! `SOCKHUB_SCREENSHOT_DIR`).
+//! client's message and an HTTP API publish appear with their sender, a third page finds the
+//! server full, a too-large message and a close through the API show their close reasons, the
+//! server restarts on the same port and the pages reconnect, and the dashboard's counts follow.
+//! This test owns the server: it answers the script's `NEED` lines (send from a TCP client, close
+//! it, restart the server) and checks every `RESULT` against what it knows (session ids from the
+//! server log). Screenshots go to `target/browser-screenshots/` (or `SOCKHUB_SCREENSHOT_DIR`).
 
 mod common;
 
@@ -25,8 +25,9 @@ use serde_json::Value;
 /// The whole browser run, restart included, must finish within this.
 const RUN_LIMIT: Duration = Duration::from_secs(180);
 
-/// The server's flags: a small `max-message-size`, so the page can show close 1009.
-const SERVE_FLAGS: &[&str] = &["--max-message-size", "1024"];
+/// The server's flags: a small `max-message-size`, so the page can show close 1009, and room
+/// for three sessions, so that a third page (after two pages and a TCP client) is refused.
+const SERVE_FLAGS: &[&str] = &["--max-message-size", "1024", "--max-connections", "3"];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -214,6 +215,9 @@ fn demo_page_and_dashboard_in_headless_chromium() {
                 .expect("tcp write");
             tcp_clients.push(tcp);
             driver.answer(&format!("ok {session}"));
+        } else if line == "NEED tcp-close" {
+            tcp_clients.clear();
+            driver.answer("ok");
         } else if line == "NEED restart" {
             // Graceful stop, then a new server on the same HTTP port (the pages reconnect to it).
             let status = hub.stop("TERM");
@@ -279,6 +283,17 @@ fn demo_page_and_dashboard_in_headless_chromium() {
     assert_eq!(results["a_saw_api"]["who"], "server (HTTP API)");
     assert!(results["a_saw_api"]["from"].is_null());
 
+    // Server full: the browser sees close 1006, the page asks /admission and says why.
+    let full = results["full_notice"].as_str().expect("full notice");
+    assert!(
+        full.contains("Server full")
+            && full.contains("1013: server full: all 3 connections in use, retry later")
+            && full.contains("Reconnecting in"),
+        "{full}"
+    );
+    assert_eq!(results["full_status"], "reconnecting");
+    assert!(number(&results["dashboard_refused"]) >= 1);
+
     // Close 1009 is shown as such, without an automatic reconnect; "Reconnect now" works.
     let notice = results["too_large_notice"].as_str().expect("notice");
     assert!(
@@ -295,6 +310,15 @@ fn demo_page_and_dashboard_in_headless_chromium() {
         "the page marks the refused message"
     );
     assert_ne!(number(&results["a_session_after_reconnect_now"]), a);
+
+    // Closed through the API (4010): shown with the application's reason, no reconnect.
+    let kicked = results["kicked_notice"].as_str().expect("kicked notice");
+    assert!(
+        kicked.contains("Closed by the server")
+            && kicked.contains("4010: closed by server: kicked by the browser test")
+            && kicked.contains("Not reconnecting automatically"),
+        "{kicked}"
+    );
 
     // After the restart: told why (1001), reconnected with new sessions, messages flow again.
     let r = &results["restart"];
@@ -320,6 +344,7 @@ fn demo_page_and_dashboard_in_headless_chromium() {
         "demo-a.png",
         "demo-b.png",
         "dashboard.png",
+        "demo-server-full.png",
         "demo-a-reconnected.png",
     ] {
         assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");

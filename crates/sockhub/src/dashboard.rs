@@ -1,9 +1,11 @@
-//! The live dashboard: the page at `/dashboard` and the server-side stats stream that feeds it.
+//! The live dashboard: the page at `/dashboard` and the server-side stats stream that feeds it;
+//! and `/admission`, which tells the demo page at `/` why its WebSocket was refused.
 //!
 //! | method + path | does | answers |
 //! |---|---|---|
 //! | `GET /dashboard` | the dashboard page (embedded, no network) | `text/html` |
 //! | `GET /api/stats/stream` | Server-Sent Events: one `stats` event per second, a final `shutdown` event | `text/event-stream` |
+//! | `GET /admission` | would a new client be admitted now? | `{"accepting": false, "code": 1013, "reason": "server full: …"}` |
 //!
 //! Each `stats` event's data is one JSON object ([`StatsEvent`]): connections by transport, the
 //! per-second rates since the previous event, the busiest channels and every counter of
@@ -14,6 +16,9 @@
 //! required, otherwise only loopback clients are answered. A browser's `EventSource` cannot set
 //! headers, so the key may also come as `?key=KEY` (an `Authorization: Bearer` header still
 //! works and wins). The page itself holds no data and is served to anyone.
+//!
+//! `/admission` is open, like `/healthz`: it says only what a refused upgrade says anyway (its
+//! HTTP 503 and reason), which a browser's `WebSocket` cannot see (it reports close 1006).
 //!
 //! **Bounds.** At most [`MAX_STATS_STREAMS`] streams are open at once (more are answered 503
 //! `too_many_streams`); an event lists at most [`MAX_STREAM_CHANNELS`] channels. Every stream
@@ -38,6 +43,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::api::{ApiError, Authorized};
+use crate::close::CloseReason;
 use crate::hub::ChannelInfo;
 use crate::server::ServerShared;
 use crate::stats::StatsSnapshot;
@@ -63,6 +69,7 @@ pub(crate) fn routes() -> Router<Arc<ServerShared>> {
     let slots = StreamSlots(Arc::new(Semaphore::new(MAX_STATS_STREAMS)));
     Router::new()
         .route("/dashboard", get(page))
+        .route("/admission", get(admission))
         .route("/api/stats/stream", get(stream).layer(Extension(slots)))
 }
 
@@ -72,6 +79,42 @@ async fn page() -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    r
+}
+
+/// `GET /admission`: whether a client connecting now would be admitted, and if not the code and
+/// reason its upgrade would be refused with (server full, shutting down). Refusals that depend
+/// on the request itself (a token, the connect webhook) are not predicted.
+async fn admission(State(server): State<Arc<ServerShared>>) -> Response {
+    let refusal = if server.shutdown.is_cancelled() {
+        Some(CloseReason::GoingAway)
+    } else if server.permits.available_permits() == 0 {
+        Some(CloseReason::ServerFull {
+            max: server.config.limits.max_connections,
+        })
+    } else {
+        None
+    };
+    #[derive(Serialize)]
+    struct Admission {
+        accepting: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    }
+    let body = Admission {
+        accepting: refusal.is_none(),
+        code: refusal.as_ref().map(CloseReason::ws_code),
+        reason: refusal.as_ref().map(CloseReason::to_string),
+    };
+    let mut r = Response::new(Body::from(serde_json::to_vec(&body).unwrap_or_default()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 

@@ -46,7 +46,7 @@
 //! | [`auth`] | client tokens (JWT HS256): mint, verify, channel patterns; HMAC helpers |
 //! | [`webhook`] | connect / message / close events POSTed, signed, to a backend; its answers |
 //! | [`api`] | the HTTP API (`/api/*`), readiness and `/metrics` |
-//! | `dashboard` | the live dashboard page (`/dashboard`) and its Server-Sent Events stats stream (`/api/stats/stream`) |
+//! | `dashboard` | the live dashboard page (`/dashboard`), its Server-Sent Events stats stream (`/api/stats/stream`), and `/admission` for the demo page |
 //! | [`broker`] | the [`Broker`] seam to other nodes, and the single-node [`MemoryBroker`] |
 //! | [`pusher`] | the Pusher Channels protocol (WebSocket `/app/{key}`, HTTP `/apps/{id}/…`) over the same hub |
 //! | [`relay`] | a [`Broker`] over any pub/sub server (Redis, NATS): envelopes, heartbeats, routing, reconnects |

@@ -356,3 +356,29 @@ async fn the_demo_page_and_the_upgrade_share_the_root_path() {
     assert_eq!(b.recv_text().await, "from the root path");
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn admission_says_why_a_browser_would_be_refused() {
+    let mut setup = Setup::default();
+    setup.config.limits.max_connections = 1;
+    let srv = TestServer::start_with(setup, Broadcast).await;
+    let (status, head, body) = get(srv.http, "/admission").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v, serde_json::json!({ "accepting": true }));
+
+    let _only = WsClient::connect(&srv.ws_url("/ws")).await;
+    srv.wait_sessions(1).await;
+    let (_, _, body) = get(srv.http, "/admission").await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "accepting": false,
+            "code": 1013,
+            "reason": "server full: all 1 connections in use, retry later",
+        })
+    );
+    srv.shutdown().await;
+}
