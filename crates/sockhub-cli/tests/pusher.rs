@@ -16,6 +16,11 @@ use sockhub_testkit::WsClient;
 
 const APP: &str = "7:key7:secret7";
 
+/// Where scripts/test installs the Python SDK (a local, git-ignored folder).
+fn python_path() -> PathBuf {
+    workspace().join(".tools/python-pusher")
+}
+
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -198,5 +203,95 @@ fn the_embedded_default_prints_its_demo_app() {
         .find_map(|kv| kv.strip_prefix("secret="))
         .expect("secret logged");
     assert_eq!(secret.len(), 32, "{line}");
+    assert!(hub.stop("TERM").success());
+}
+
+/// Runs `program args…` in tests/pusher and returns its stdout; fails with both outputs unless
+/// it exits 0 with `DONE` last.
+fn run_peer(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .current_dir(workspace().join("tests/pusher"))
+        .env("PYTHONPATH", python_path())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("DONE"),
+        "{program} {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+#[test]
+fn laravel_echo_with_the_reverb_and_pusher_broadcasters() {
+    let dir = workspace().join("tests/pusher");
+    let ok = Command::new("node").arg("--version").output().is_ok()
+        && dir.join("node_modules/laravel-echo").is_dir();
+    if !present(
+        "laravel_echo_with_the_reverb_and_pusher_broadcasters",
+        "node with tests/pusher/node_modules",
+        ok,
+        "cd tests/pusher && npm ci",
+    ) {
+        return;
+    }
+    let mut hub = Sockhub::serve(&["--pusher-app", APP]);
+    let http = hub.http.expect("http");
+    let (h, p) = (http.ip().to_string(), http.port().to_string());
+    let out = run_peer("node", &["echo.mjs", &h, &p, "7", "key7", "secret7"]);
+    for b in ["reverb", "pusher"] {
+        for step in ["channel", "join here joining", "private whisper"] {
+            assert!(
+                out.contains(&format!("OK {b} {step}\n")),
+                "{b} {step}:\n{out}"
+            );
+        }
+    }
+    assert!(hub.stop("TERM").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_pusher_sdk_publishes_through_the_http_api() {
+    let ok = Command::new("python3")
+        .args(["-c", "import pusher"])
+        .env("PYTHONPATH", python_path())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present(
+        "the_python_pusher_sdk_publishes_through_the_http_api",
+        "the pusher PyPI package",
+        ok,
+        "python3 -m pip install --target .tools/python-pusher pusher",
+    ) {
+        return;
+    }
+    let mut hub = Sockhub::serve(&["--pusher-app", APP]);
+    let http = hub.http.expect("http");
+    // A raw subscriber of the channel the SDK publishes to.
+    let mut raw = WsClient::connect(&hub.ws_url("/ws?channel=py-news&protocol=json")).await;
+    raw.recv_text().await; // connected
+    let (h, p) = (http.ip().to_string(), http.port().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        run_peer("python3", &["sdk.py", &h, &p, "7", "key7", "secret7"])
+    })
+    .await
+    .expect("python");
+    for step in [
+        "trigger",
+        "batch",
+        "channel_info",
+        "channels_info",
+        "wrong secret",
+    ] {
+        assert!(out.contains(&format!("OK {step}\n")), "{step}:\n{out}");
+    }
+    for (event, n) in [("update", 1), ("batch", 2)] {
+        let m: serde_json::Value = serde_json::from_str(&raw.recv_text().await).unwrap();
+        assert_eq!(m["event"], event);
+        let data: serde_json::Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["n"], n);
+    }
     assert!(hub.stop("TERM").success());
 }
