@@ -326,3 +326,123 @@ ws_deflate = {
 }
 for name, data in ws_deflate.items():
     write("ws_decoder", name, bytes([data[0] | 0x80]) + data[1:])
+
+# ---- json protocol commands --------------------------------------------------------------------
+json_commands = {
+    "subscribe": b'{"type":"subscribe","channel":"news"}',
+    "unsubscribe": b'{"type":"unsubscribe","channel":"news"}',
+    "publish_text": b'{"type":"publish","channel":"news","data":"hello \\u00e9\\n"}',
+    "publish_base64": b'{"type":"publish","channel":"news","data_base64":"AAEC"}',
+    "publish_both": b'{"type":"publish","channel":"news","data":"a","data_base64":"AA=="}',
+    "publish_null_data": b'{"channel":"news","data":null,"type":"publish"}',
+    "ping_id_object": b'{"type":"ping","id":{"n":[1,2.5,-3,true,null]}}',
+    "ping_no_id": b'{"type":"ping"}',
+    "unknown_type": b'{"type":"fly"}',
+    "unknown_field": b'{"type":"subscribe","channel":"a","x":1}',
+    "duplicate_field": b'{"type":"subscribe","channel":"a","channel":"b"}',
+    "channel_not_string": b'{"type":"subscribe","channel":7}',
+    "trailing_garbage": b'{"type":"ping"} x',
+    "big_number_id": b'{"type":"ping","id":123456789012345678901234567890}',
+    "not_json": b"hello",
+}
+for name, data in json_commands.items():
+    write("json_command", name, data)
+
+# ---- WebSocket upgrade requests: method, query ("-" for none), header lines ---------------------
+def upgrade(method="GET", query="-", headers=()):
+    return "\n".join([method, query] + [f"{k}: {v}" for k, v in headers]).encode()
+
+
+GOOD = [("Connection", "Upgrade"), ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")]
+ws_upgrade = {
+    "rfc6455_example": upgrade(headers=GOOD),
+    "channels_and_json": upgrade(query="channel=a&channel=b%2Fc&channel=a&protocol=json", headers=GOOD),
+    "bad_channel_space": upgrade(query="channel=a+b", headers=GOOD),
+    "bad_protocol": upgrade(query="protocol=xml", headers=GOOD),
+    "percent_edge_cases": upgrade(query="channel=%zz%4&x=%&%41%2", headers=GOOD),
+    "post": upgrade(method="POST", headers=GOOD),
+    "connection_list": upgrade(headers=[("Connection", "keep-alive, UPGRADE")] + GOOD[1:]),
+    "connection_in_second_header": upgrade(headers=[("Connection", "keep-alive"), ("Connection", "upgrade")] + GOOD[1:]),
+    "version_8": upgrade(headers=GOOD[:2] + [("Sec-WebSocket-Version", "8"), GOOD[3]]),
+    "two_versions": upgrade(headers=GOOD[:2] + [("Sec-WebSocket-Version", "8"), ("Sec-WebSocket-Version", "13"), GOOD[3]]),
+    "short_key": upgrade(headers=GOOD[:3] + [("Sec-WebSocket-Key", "c2hvcnQ=")]),
+    "no_key": upgrade(headers=GOOD[:3]),
+    "obs_text_connection": b"GET\n-\nConnection: upgrade\xff\nSec-WebSocket-Version: 13\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+}
+for name, data in ws_upgrade.items():
+    write("ws_upgrade", name, data)
+
+# ---- UDP datagrams and return-routability --------------------------------------------------------
+# Byte 0: bit 0 json listener, bit 1 validation off. Steps: opcode (source << 5 | op), operands.
+DGRAM, ECHO, FRAME, EPOCH, REQ_RAW, REQ_JSON, FAKE_ECHO = 0, 1, 2, 3, 4, 5, 6
+
+
+def step(source, op, *operands):
+    return bytes([source << 5 | op]) + b"".join(
+        o if isinstance(o, bytes) else bytes([o]) for o in operands)
+
+
+def dgram(source, payload):
+    return step(source, DGRAM, len(payload), payload)
+
+
+udp = {
+    # An honest client: request, echo, message, then frames flow.
+    "request_echo_message": b"\x00" + step(0, REQ_RAW) + step(0, ECHO) + dgram(0, b"hello")
+    + step(0, FRAME, 50) + step(0, FRAME, 200),
+    # A sensor: messages first, the cookie is offered once it fits in 3x, then echoed.
+    "sensor_offer_then_echo": b"\x00" + dgram(1, b"t=21.5") + dgram(1, b"t=21.6") + step(1, ECHO)
+    + step(1, FRAME, 100),
+    # A spoofed source on a busy channel: frames it cannot pay for, forged echoes.
+    "spoofed_busy_channel": b"\x00" + dgram(4, b"join lobby, victim!!") + step(4, FRAME, 3)
+    + step(4, FRAME, 3) + step(4, FRAME, 200) + step(4, FAKE_ECHO, b"\x01\x23\x45\x67\x89\xab\xcd\xef")
+    + step(4, REQ_RAW) + step(4, FRAME, 1),
+    # Cookies expire after two epochs; a late echo is answered with a fresh cookie.
+    "stale_echo": b"\x00" + step(2, REQ_RAW) + step(2, EPOCH) + step(2, EPOCH) + step(2, ECHO)
+    + step(2, ECHO) + step(2, FRAME, 10),
+    "json_listener": b"\x01" + step(0, REQ_JSON) + step(0, ECHO) + dgram(0, b'{"type":"subscribe","channel":"a"}')
+    + dgram(3, b'{"type":"cookie","cookie":"00112233445566"}') + dgram(3, b'{"type":"cookie"}'),
+    "raw_prefix_lookalikes": b"\x00" + dgram(0, b"SOCKHUB-COOKIES") + dgram(0, b"SOCKHUB-COOKIE  x\r\n")
+    + dgram(0, b"SOCKHUB-COOKIE\n") + dgram(5, b"SOCKHUB-COOKIE 0011223344556677"),
+    "validation_off": b"\x02" + dgram(6, b"x") + step(6, FRAME, 255) + step(6, FRAME, 255),
+}
+for name, data in udp.items():
+    write("udp_datagram", name, data)
+
+# ---- hub operation sequences ---------------------------------------------------------------------
+# Opcode: slot << 4 | op. Channels: 0 a, 1 b, 2 c, 3 lobby, 4 "bad name", 5 "", 6 165 bytes.
+OPEN_RAW, OPEN_JSON, SUB, UNSUB, PUB, PUB_OTHERS, APP_PUB, BCAST, SEND, CLOSE, TAKE, GONE, TAKE_ALL = range(13)
+
+
+def op(slot, kind, *operands):
+    return bytes([slot << 4 | kind]) + b"".join(
+        o if isinstance(o, bytes) else bytes([o]) for o in operands)
+
+
+def payload(p):
+    return bytes([len(p)]) + p
+
+
+hub = {
+    # Two raw sessions and a json one in a and b: broadcast reaches the raw one once.
+    "broadcast_dedup": op(0, OPEN_RAW) + op(1, OPEN_RAW) + op(2, OPEN_JSON)
+    + op(0, SUB, 0) + op(0, SUB, 1) + op(1, SUB, 0) + op(1, SUB, 1) + op(2, SUB, 0) + op(2, SUB, 1)
+    + op(0, BCAST, payload(b"hi all")) + op(0, TAKE_ALL),
+    "publish_to_others_and_app": op(0, OPEN_JSON) + op(1, OPEN_RAW) + op(0, SUB, 3) + op(1, SUB, 3)
+    + op(0, PUB, 3, payload(b"\xff\x00binary")) + op(0, PUB_OTHERS, 3, payload(b"others"))
+    + op(0, APP_PUB, 3, payload(b"from the app")) + op(0, TAKE_ALL),
+    "subscribe_errors": op(0, OPEN_RAW) + op(0, SUB, 4) + op(0, SUB, 5) + op(0, SUB, 6)
+    + op(0, SUB, 0) + op(0, SUB, 0) + op(0, SUB, 1) + op(0, SUB, 2) + op(0, SUB, 3)
+    + op(0, UNSUB, 1) + op(0, UNSUB, 1) + op(0, SUB, 3),
+    "slow_consumer": op(0, OPEN_RAW) + op(1, OPEN_RAW) + op(0, SUB, 0) + op(1, SUB, 0)
+    + b"".join(op(1, PUB_OTHERS, 0, payload(b"m%d" % i)) for i in range(10))
+    + op(0, SEND, payload(b"late")) + op(0, SUB, 1) + op(0, TAKE) + op(0, SEND, payload(b"gone")),
+    "kick_then_take": op(0, OPEN_JSON) + op(0, SUB, 2) + op(0, SEND, payload(b"direct"))
+    + op(0, CLOSE) + op(0, SEND, payload(b"after close")) + op(0, CLOSE) + op(0, TAKE)
+    + op(0, CLOSE) + op(0, OPEN_RAW) + op(0, SUB, 2),
+    "last_subscriber_leaves": op(0, OPEN_RAW) + op(1, OPEN_RAW) + op(0, SUB, 1) + op(1, SUB, 1)
+    + op(0, GONE) + op(1, UNSUB, 1) + op(1, APP_PUB, 1, payload(b"nobody")) + op(1, GONE),
+}
+for name, data in hub.items():
+    write("hub_ops", name, data)

@@ -1,0 +1,190 @@
+//! Crate-private pieces exposed to the cargo-fuzz targets in `fuzz/` only.
+//!
+//! **Not a public API**: hidden from the docs, no stability promise, may change with any
+//! commit. Every item is a thin wrapper over (or a re-export of) the code a server runs, with no
+//! logic of its own, so a target fuzzes exactly what the network reaches:
+//!
+//! - the json protocol's command parser (`protocol::parse_command`);
+//! - the WebSocket upgrade checks and URL query parser used by `transport::ws::upgrade`;
+//! - UDP return-routability (`transport::udp::validation`): control datagrams, cookies, credit;
+//! - sessions registered in a [`Hub`] without a socket, for hub operation sequences: subscribe,
+//!   unsubscribe, publish, broadcast, and the driver's side of an outbox (take, finish).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Response};
+use bytes::Bytes;
+
+use crate::close::CloseReason;
+use crate::config::Protocol;
+use crate::hub::{Hub, SessionShared, SubscribeError};
+use crate::message::{ChannelName, Message, SessionId, Transport};
+use crate::protocol::{Framing, WireFormat};
+
+pub use crate::transport::udp::validation::{
+    encode_cookie, encode_request, parse_control, Answer, Control, Cookie, CookieJar, Credit, Form,
+    Validator, COOKIE_LEN, MAX_AMPLIFICATION,
+};
+
+/// A json client command as `protocol::parse_command` understood it (its private enum, field
+/// for field).
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    /// `{"type":"subscribe","channel":…}`
+    Subscribe {
+        /// Channel name, not yet validated.
+        channel: String,
+    },
+    /// `{"type":"unsubscribe","channel":…}`
+    Unsubscribe {
+        /// Channel name.
+        channel: String,
+    },
+    /// `{"type":"publish","channel":…,"data"|"data_base64":…}`
+    Publish {
+        /// Channel name, not yet validated.
+        channel: String,
+        /// Text payload.
+        data: Option<String>,
+        /// Binary payload, base64, not yet decoded.
+        data_base64: Option<String>,
+    },
+    /// `{"type":"ping","id":…}`
+    Ping {
+        /// Echoed in the pong.
+        id: Option<serde_json::Value>,
+    },
+}
+
+/// Parses one json command (`protocol::parse_command`).
+///
+/// # Errors
+/// The `bad_request` description a client would get.
+pub fn parse_command(bytes: &[u8]) -> Result<Command, String> {
+    use crate::protocol::Command as C;
+    Ok(match crate::protocol::parse_command(bytes)? {
+        C::Subscribe { channel } => Command::Subscribe { channel },
+        C::Unsubscribe { channel } => Command::Unsubscribe { channel },
+        C::Publish {
+            channel,
+            data,
+            data_base64,
+        } => Command::Publish {
+            channel,
+            data,
+            data_base64,
+        },
+        C::Ping { id } => Command::Ping { id },
+    })
+}
+
+/// The upgrade request checks (`transport::ws::check_upgrade`): the client's key, or the
+/// refusal response.
+///
+/// # Errors
+/// The HTTP response the client would get.
+pub fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<Vec<u8>, Response<Body>> {
+    crate::transport::ws::check_upgrade(method, headers)
+}
+
+/// The WebSocket URL query (`transport::ws::parse_query`): channels (`default` when none) and
+/// protocol.
+///
+/// # Errors
+/// The one-line reason of the 400 response.
+pub fn parse_query(
+    query: Option<&str>,
+    default: &[String],
+) -> Result<(Vec<String>, Protocol), String> {
+    crate::transport::ws::parse_query(query, default)
+}
+
+/// Percent-decoding of a query component (`transport::ws::percent_decode`; `+` is a space).
+pub fn percent_decode(s: &str) -> String {
+    crate::transport::ws::percent_decode(s)
+}
+
+/// A session registered in a hub with no socket and no driver: the fuzz target plays the
+/// driver (take the outbox, finish the session) and the handler (publish, broadcast).
+pub struct FuzzSession {
+    /// The hub's record of the session, as a transport driver holds it.
+    shared: Arc<SessionShared>,
+}
+
+impl FuzzSession {
+    /// Registers a UDP-framed session (`HubInner::register`; datagram framing, so a raw frame
+    /// is exactly the payload and a json frame exactly one event).
+    pub fn register(hub: &Hub, protocol: Protocol, peer: SocketAddr) -> Self {
+        let format = WireFormat {
+            framing: Framing::Datagram,
+            protocol,
+        };
+        FuzzSession {
+            shared: hub.inner.register(Transport::Udp, peer, format),
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> SessionId {
+        self.shared.id
+    }
+
+    /// Subscribes (`HubInner::subscribe`, what `Session::subscribe` calls).
+    ///
+    /// # Errors
+    /// As [`crate::Session::subscribe`].
+    pub fn subscribe(&self, hub: &Hub, channel: &str) -> Result<(), SubscribeError> {
+        hub.inner.subscribe(&self.shared, channel)
+    }
+
+    /// Unsubscribes (`HubInner::unsubscribe`); false if it was not subscribed.
+    pub fn unsubscribe(&self, hub: &Hub, channel: &str) -> bool {
+        hub.inner.unsubscribe(&self.shared, channel)
+    }
+
+    /// Its channels, in the hub's order.
+    pub fn channels(&self) -> Vec<ChannelName> {
+        self.shared
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Publishes as this session (`Session::publish`, or `publish_to_others` when
+    /// `to_others`). Returns local deliveries.
+    pub fn publish(&self, hub: &Hub, channel: &str, message: Message, to_others: bool) -> usize {
+        let id = self.shared.id;
+        hub.inner.publish(
+            ChannelName::from(channel),
+            message,
+            Some(id),
+            to_others.then_some(id),
+        )
+    }
+
+    /// The classic broadcast to the other members of its channels (`HubInner::broadcast_from`).
+    pub fn broadcast(&self, hub: &Hub, message: Message) -> usize {
+        hub.inner.broadcast_from(&self.shared, message)
+    }
+
+    /// Plays the driver once: takes every queued frame (`Outbox::take`) and marks them written
+    /// (`Outbox::written`). Returns the frames and the close request, if any.
+    pub fn take(&self) -> (Vec<Bytes>, Option<CloseReason>) {
+        let mut q = VecDeque::new();
+        let closing = self.shared.outbox.take(&mut q);
+        let bytes = q.iter().map(Bytes::len).sum();
+        self.shared.outbox.written(bytes, q.len());
+        (q.into(), closing)
+    }
+
+    /// Ends the session as a driver does once its outbox is closed: nothing more is queued
+    /// (`Outbox::close`), then it leaves the hub (`HubInner::unregister`).
+    pub fn finish(self, hub: &Hub, reason: CloseReason) {
+        self.shared.outbox.close(reason);
+        hub.inner.unregister(&self.shared);
+    }
+}
