@@ -10,6 +10,7 @@
 //   DONE
 //
 // Usage: node demo.mjs --url http://127.0.0.1:PORT --out DIR [--chromium /usr/bin/chromium]
+//                      [--scenario demo|api-key] [--key KEY]
 // Every wait is bounded; nothing here sleeps for a fixed time.
 
 import fs from 'node:fs';
@@ -132,7 +133,8 @@ async function shot(page, name) {
   result({ screenshot: file });
 }
 
-try {
+// Two pages, a TCP client, the API, a full server, close reasons, a restart; the dashboard.
+async function demo() {
   begin('dashboard');
   const dash = await openPage('dashboard', '/dashboard', { width: 1280, height: 900 });
   await status(dash, 'live');
@@ -243,6 +245,38 @@ try {
   await shot(a, 'demo-a-reconnected.png');
   await shot(dash, 'dashboard-after-restart.png');
 
+}
+
+// A server with an API key: the dashboard asks for it, then streams; ?key= works and leaves the
+// address bar.
+async function apiKey() {
+  begin('dashboard without the key');
+  const dash = await openPage('dashboard', '/dashboard', { width: 1280, height: 720 });
+  await status(dash, 'denied');
+  await dash.locator('#key-form').waitFor({ state: 'visible', timeout: WAIT });
+  result({ denied_status: (await dash.locator('#status').textContent()).trim() });
+  await shot(dash, 'dashboard-api-key.png');
+
+  begin('a wrong key');
+  await dash.locator('#key').fill('not the key');
+  await dash.locator('#key').press('Enter');
+  await dash.locator('#key-error', { hasText: 'invalid API key' }).waitFor({ timeout: WAIT });
+  result({ wrong_key_error: (await dash.locator('#key-error').textContent()).trim() });
+
+  begin('the key typed in');
+  await dash.locator('#key').fill(args.key);
+  await dash.locator('#key').press('Enter');
+  await status(dash, 'live');
+  result({ typed_key_live: await dash.locator('#key-form').isHidden() });
+
+  begin('the key in the URL');
+  const other = await openPage('dashboard-url', `/dashboard?key=${encodeURIComponent(args.key)}`);
+  await status(other, 'live');
+  result({ url_after_key: new URL(other.url()).search });
+}
+
+try {
+  if (args.scenario === 'api-key') await apiKey(); else await demo();
   console.log('DONE');
 } catch (e) {
   console.log(`FAIL ${step}: ${String(e && e.message || e).split('\n')[0]}`);

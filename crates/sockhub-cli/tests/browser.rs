@@ -108,7 +108,8 @@ struct Driver {
 }
 
 impl Driver {
-    fn start(url: &str, out: &Path) -> Driver {
+    /// Runs `demo.mjs` against `url` with `extra` arguments (`--scenario …`).
+    fn start(url: &str, out: &Path, extra: &[&str]) -> Driver {
         let dir = repo_root().join("tests/browser");
         let mut child = Command::new(node())
             .current_dir(&dir)
@@ -118,6 +119,7 @@ impl Driver {
             .arg(out)
             .arg("--chromium")
             .arg(chromium())
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -143,6 +145,86 @@ impl Driver {
     fn answer(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").expect("write to the driver");
         self.stdin.flush().expect("flush");
+    }
+
+    /// Reads the script's output until `DONE` (within [`RUN_LIMIT`] of `started`), answering
+    /// each `NEED` line with what `on_need` returns, and checks that the script exited 0 and no
+    /// page threw.
+    fn run(&mut self, started: Instant, mut on_need: impl FnMut(&str) -> String) -> Report {
+        let mut report = Report::default();
+        let deadline = started + RUN_LIMIT;
+        let done = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                // The script exited (its stdout closed) or ran past the limit.
+                break false;
+            };
+            eprintln!("browser| {line}");
+            report.log.push(line.clone());
+            if let Some(json) = line.strip_prefix("RESULT ") {
+                let v: Value = serde_json::from_str(json).expect("RESULT json");
+                for (k, v) in v.as_object().expect("RESULT object") {
+                    if k == "screenshot" {
+                        report
+                            .screenshots
+                            .push(PathBuf::from(v.as_str().expect("path")));
+                    } else {
+                        report.results.insert(k.clone(), v.clone());
+                    }
+                }
+            } else if let Some(need) = line.strip_prefix("NEED ") {
+                let answer = on_need(need);
+                self.answer(&answer);
+            } else if line == "DONE" {
+                break true;
+            }
+        };
+        let status = self.child.wait().expect("wait for node");
+        eprintln!("browser run took {:.1?}", started.elapsed());
+        assert!(
+            done && status.success(),
+            "the browser script did not finish (exit {status}):\n{}",
+            report.log.join("\n")
+        );
+        let errors: Vec<_> = report
+            .log
+            .iter()
+            .filter(|l| l.starts_with("PAGEERROR"))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "JavaScript errors in the pages: {errors:?}"
+        );
+        for p in &report.screenshots {
+            let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(
+                bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+                "{} is not a plausible screenshot",
+                p.display()
+            );
+            eprintln!("screenshot: {}", p.display());
+        }
+        report
+    }
+}
+
+/// What one run of the script reported.
+#[derive(Default)]
+struct Report {
+    /// Every `RESULT` field but `screenshot`, by name.
+    results: HashMap<String, Value>,
+    /// Every screenshot file, in order.
+    screenshots: Vec<PathBuf>,
+    /// Every line the script printed.
+    log: Vec<String>,
+}
+
+impl Report {
+    fn screenshot_names(&self) -> Vec<String> {
+        self.screenshots
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(String::from))
+            .collect()
     }
 }
 
@@ -183,30 +265,10 @@ fn demo_page_and_dashboard_in_headless_chromium() {
     std::fs::create_dir_all(&out).expect("screenshot dir");
     eprintln!("screenshots: {}", out.display());
 
-    let mut driver = Driver::start(&format!("http://{http}"), &out);
-    let mut results: HashMap<String, Value> = HashMap::new();
-    let mut screenshots = Vec::new();
+    let mut driver = Driver::start(&format!("http://{http}"), &out, &["--scenario", "demo"]);
     let mut tcp_clients = Vec::new();
-    let mut log = Vec::new();
-    let deadline = started + RUN_LIMIT;
-    let done = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = driver.lines.recv_timeout(left) else {
-            // The script exited (its stdout closed) or ran past the limit.
-            break false;
-        };
-        eprintln!("browser| {line}");
-        log.push(line.clone());
-        if let Some(json) = line.strip_prefix("RESULT ") {
-            let v: Value = serde_json::from_str(json).expect("RESULT json");
-            for (k, v) in v.as_object().expect("RESULT object") {
-                if k == "screenshot" {
-                    screenshots.push(PathBuf::from(v.as_str().expect("path")));
-                } else {
-                    results.insert(k.clone(), v.clone());
-                }
-            }
-        } else if let Some(text) = line.strip_prefix("NEED tcp-send ") {
+    let report = driver.run(started, |need| {
+        if let Some(text) = need.strip_prefix("tcp-send ") {
             // A raw TCP client (lines framing, channel lobby) says one line.
             let addr = hub.tcp.expect("tcp listener");
             let mut tcp = TcpStream::connect_timeout(&addr, WAIT).expect("tcp connect");
@@ -214,11 +276,11 @@ fn demo_page_and_dashboard_in_headless_chromium() {
             tcp.write_all(format!("{text}\r\n").as_bytes())
                 .expect("tcp write");
             tcp_clients.push(tcp);
-            driver.answer(&format!("ok {session}"));
-        } else if line == "NEED tcp-close" {
+            format!("ok {session}")
+        } else if need == "tcp-close" {
             tcp_clients.clear();
-            driver.answer("ok");
-        } else if line == "NEED restart" {
+            "ok".into()
+        } else if need == "restart" {
             // Graceful stop, then a new server on the same HTTP port (the pages reconnect to it).
             let status = hub.stop("TERM");
             assert!(status.success(), "sockhub exited with {status}");
@@ -229,27 +291,12 @@ fn demo_page_and_dashboard_in_headless_chromium() {
             args.extend_from_slice(SERVE_FLAGS);
             hub = Sockhub::spawn(&args);
             assert_eq!(hub.http, Some(http), "the new server took the same port");
-            driver.answer("ok");
-        } else if line == "DONE" {
-            break true;
+            "ok".into()
+        } else {
+            panic!("unknown NEED {need:?}")
         }
-    };
-    let status = driver.child.wait().expect("wait for node");
-    let elapsed = started.elapsed();
-    eprintln!(
-        "browser test took {elapsed:.1?}; screenshots in {}",
-        out.display()
-    );
-    assert!(
-        done && status.success(),
-        "the browser script did not finish (exit {status}):\n{}",
-        log.join("\n")
-    );
-    let errors: Vec<_> = log.iter().filter(|l| l.starts_with("PAGEERROR")).collect();
-    assert!(
-        errors.is_empty(),
-        "JavaScript errors in the pages: {errors:?}"
-    );
+    });
+    let results = &report.results;
 
     // Two pages in one channel: each sees the other's message, labelled with its session.
     let a = number(&results["a_session"]);
@@ -335,11 +382,8 @@ fn demo_page_and_dashboard_in_headless_chromium() {
         hub.wait_for_line(&format!("session={s} transport=ws"));
     }
 
-    // Screenshots of both pages, as PNG files.
-    let names: Vec<_> = screenshots
-        .iter()
-        .filter_map(|p| p.file_name()?.to_str().map(String::from))
-        .collect();
+    // Screenshots of both pages (checked to be PNG files by `run`).
+    let names = report.screenshot_names();
     for want in [
         "demo-a.png",
         "demo-b.png",
@@ -349,15 +393,37 @@ fn demo_page_and_dashboard_in_headless_chromium() {
     ] {
         assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
     }
-    for p in &screenshots {
-        let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        assert!(
-            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
-            "{} is not a plausible screenshot",
-            p.display()
-        );
-        eprintln!("screenshot: {}", p.display());
-    }
     let status = hub.stop("TERM");
     assert!(status.success());
+}
+
+/// With `--api-key`, the dashboard's stream is refused until the key is given: the page says so
+/// and asks for it, refuses a wrong one, streams with the right one, and takes `?key=` from its
+/// URL without leaving it in the address bar.
+#[test]
+fn dashboard_asks_for_the_api_key() {
+    if !browser_present("dashboard_asks_for_the_api_key") {
+        return;
+    }
+    let started = Instant::now();
+    let key = "browser test key";
+    let mut hub = Sockhub::serve(&["--api-key", key]);
+    let http = hub.http.expect("http listener");
+    let out = screenshot_dir();
+    std::fs::create_dir_all(&out).expect("screenshot dir");
+    let mut driver = Driver::start(
+        &format!("http://{http}"),
+        &out,
+        &["--scenario", "api-key", "--key", key],
+    );
+    let report = driver.run(started, |need| panic!("unexpected NEED {need:?}"));
+    let r = &report.results;
+    assert_eq!(r["denied_status"], "API key required");
+    assert_eq!(r["wrong_key_error"], "invalid API key");
+    assert_eq!(r["typed_key_live"], true, "the key form hides once live");
+    assert_eq!(r["url_after_key"], "", "the key left the address bar");
+    assert!(report
+        .screenshot_names()
+        .contains(&"dashboard-api-key.png".to_string()));
+    assert!(hub.stop("TERM").success());
 }
