@@ -187,7 +187,50 @@ async fn a_php_backend_signs_with_hash_hmac_and_every_kind_of_client_receives() 
         .await;
     let err: serde_json::Value = serde_json::from_str(&pusher.recv_text().await).unwrap();
     assert_eq!(err["event"], "pusher:error");
+    // Cache channels: a new subscriber gets the last event, or pusher:cache_miss.
+    let publish = |channel: &str, event: &str, data: &str| {
+        let out = Command::new("php")
+            .arg(workspace().join("tests/peers/pusher_publish.php"))
+            .args([
+                &format!("http://{http}"),
+                "7",
+                "key7",
+                "secret7",
+                channel,
+                event,
+                data,
+            ])
+            .output()
+            .expect("run php");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(publish("cache-weather", "forecast", "sunny").starts_with("HTTP/1.1 200"));
+    pusher
+        .send_text(r#"{"event":"pusher:subscribe","data":{"channel":"cache-weather"}}"#)
+        .await;
+    let ok: serde_json::Value = serde_json::from_str(&pusher.recv_text().await).unwrap();
+    assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    let cached: serde_json::Value = serde_json::from_str(&pusher.recv_text().await).unwrap();
+    assert_eq!(
+        (cached["event"].as_str(), cached["data"].as_str()),
+        (Some("forecast"), Some("sunny"))
+    );
+    pusher
+        .send_text(r#"{"event":"pusher:subscribe","data":{"channel":"cache-empty"}}"#)
+        .await;
+    pusher.recv_text().await; // subscription_succeeded
+    let miss: serde_json::Value = serde_json::from_str(&pusher.recv_text().await).unwrap();
+    assert_eq!(
+        (miss["event"].as_str(), miss["channel"].as_str()),
+        (Some("pusher:cache_miss"), Some("cache-empty"))
+    );
+
+    // On shutdown Pusher clients are told 4200 (reconnect now), others 1001.
+    let pusher_closed = tokio::spawn(async move { pusher.closed().await.1 });
+    let raw_closed = tokio::spawn(async move { raw.closed().await.1 });
     assert!(hub.stop("TERM").success());
+    assert_eq!(pusher_closed.await.expect("pusher client").code, 4200);
+    assert_eq!(raw_closed.await.expect("raw client").code, 1001);
 }
 
 #[test]

@@ -210,7 +210,7 @@ struct Event {
 }
 
 /// Validates and publishes one event; returns its channels.
-fn trigger(server: &ServerShared, ev: Event) -> Result<Vec<String>, Response> {
+fn trigger(server: &ServerShared, state: &PusherState, ev: Event) -> Result<Vec<String>, Response> {
     let bad = |m: String| text(StatusCode::BAD_REQUEST, m);
     let channels = match (ev.channel, ev.channels) {
         (Some(c), None) => vec![c],
@@ -240,6 +240,7 @@ fn trigger(server: &ServerShared, ev: Event) -> Result<Vec<String>, Response> {
     };
     let message = Message::text(data).with_event(ev.name);
     for c in &channels {
+        state.remember(c, &message);
         server.hub.publish_except(c, message.clone(), except);
     }
     Ok(channels)
@@ -271,7 +272,7 @@ async fn events(
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
     };
     let info = ev.info.clone().unwrap_or_default();
-    match trigger(&server, ev) {
+    match trigger(&server, &state, ev) {
         Ok(channels) if !info.is_empty() => {
             let map: serde_json::Map<String, Value> = channels
                 .iter()
@@ -312,7 +313,7 @@ async fn batch_events(
     for ev in batch.batch {
         let info = ev.info.clone().unwrap_or_default();
         any_info |= !info.is_empty();
-        match trigger(&server, ev) {
+        match trigger(&server, &state, ev) {
             Ok(channels) => infos.push(match channels.first() {
                 Some(c) if !info.is_empty() => channel_info(&server, &state, c, &info),
                 _ => json!({}),

@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use crate::close::CloseReason;
 use crate::config::PusherApp;
-use crate::message::{ChannelName, Message, MessageKind, SessionId};
+use crate::message::{Message, MessageKind, SessionId};
 use crate::protocol::{frame, Framing};
 use crate::rate::RateLimiter;
 use crate::session::Session;
@@ -101,6 +101,25 @@ pub(crate) struct PusherState {
     conns: Mutex<HashMap<SessionId, Conn>>,
     /// Presence channel → members.
     presence: Mutex<HashMap<String, Members>>,
+    /// Cache channel → its last event (from the API or a client event), replayed to new
+    /// subscribers. At most [`MAX_CACHED`] channels.
+    cache: Mutex<HashMap<String, Message>>,
+}
+
+/// Most cache channels whose last event is kept; beyond it an arbitrary one is forgotten.
+pub const MAX_CACHED: usize = 10_000;
+
+/// Is this a cache channel (`cache-`, `private-cache-`, `private-encrypted-cache-`,
+/// `presence-cache-`)?
+pub fn is_cache_channel(name: &str) -> bool {
+    [
+        "cache-",
+        "private-cache-",
+        "private-encrypted-cache-",
+        "presence-cache-",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 impl PusherState {
@@ -109,6 +128,37 @@ impl PusherState {
             apps,
             conns: Mutex::new(HashMap::new()),
             presence: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Remembers the last event of a cache channel.
+    pub(crate) fn remember(&self, channel: &str, message: &Message) {
+        if !is_cache_channel(channel) {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED && !cache.contains_key(channel) {
+            if let Some(k) = cache.keys().next().cloned() {
+                cache.remove(&k);
+            }
+        }
+        cache.insert(channel.to_string(), message.clone());
+    }
+
+    /// Sends a new subscriber of a cache channel its last event, or `pusher:cache_miss`.
+    fn replay(&self, session: &Session, channel: &str) {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .cloned();
+        match cached {
+            Some(m) => {
+                session.send_control(encode_message(session.format().framing, Some(channel), &m))
+            }
+            None => send_event(session, "pusher:cache_miss", Some(channel), "{}"),
         }
     }
 
@@ -450,6 +500,9 @@ fn subscribe(state: &PusherState, session: &Session, data: &Value) {
             Some(channel),
             "{}",
         );
+        if is_cache_channel(channel) {
+            state.replay(session, channel);
+        }
         return;
     };
     let (first_socket, snapshot) = {
@@ -478,6 +531,9 @@ fn subscribe(state: &PusherState, session: &Session, data: &Value) {
         Some(channel),
         &snapshot.to_string(),
     );
+    if is_cache_channel(channel) {
+        state.replay(session, channel);
+    }
     if first_socket {
         let data = json!({ "user_id": user, "user_info": info }).to_string();
         session.hub().publish_except(
@@ -571,10 +627,10 @@ fn client_event(state: &PusherState, session: &Session, name: &str, ev: ClientEv
             message = Message::text(Value::Object(obj).to_string()).with_event(name.to_string());
         }
     }
+    state.remember(&channel, &message);
     session
         .hub()
         .publish_except(&channel, message, Some(session.id()));
-    let _ = ChannelName::from(channel.as_str());
 }
 
 /// Closes every session of `app` that belongs to `user` (terminate_connections).

@@ -33,6 +33,8 @@ pub(crate) struct WsCodec {
     inflater: Option<Inflater>,
     /// Limit on inflated messages.
     max_message_size: usize,
+    /// A Pusher-protocol connection: close codes follow Pusher's ranges.
+    pusher: bool,
 }
 
 impl WsCodec {
@@ -43,7 +45,15 @@ impl WsCodec {
             decoder,
             inflater: deflate.as_ref().map(Inflater::new),
             max_message_size,
+            pusher: false,
         }
+    }
+
+    /// Close codes in Pusher's terms: shutdown is 4200 (reconnect now), a message rate limit
+    /// 4301; the rest are the same in both tables.
+    pub(crate) fn for_pusher(mut self) -> Self {
+        self.pusher = true;
+        self
     }
 
     /// Inflates a compressed message, enforcing the limit on the inflated size.
@@ -96,7 +106,12 @@ impl StreamCodec for WsCodec {
     }
 
     fn close_notice(&self, reason: &CloseReason) -> Option<Bytes> {
-        Some(codec::close_frame(reason.ws_code(), &reason.to_string()))
+        let code = match reason {
+            CloseReason::GoingAway if self.pusher => 4200,
+            CloseReason::RateLimited { .. } if self.pusher => 4301,
+            other => other.ws_code(),
+        };
+        Some(codec::close_frame(code, &reason.to_string()))
     }
 
     fn close_reply(&self, code: Option<u16>) -> Option<Bytes> {
@@ -365,7 +380,10 @@ pub(crate) async fn upgrade_as(
                     // life: an idle connection keeps no buffer at all.
                     let early = parts.read_buf.to_vec();
                     drop(parts.read_buf);
-                    let codec = WsCodec::new(server2.config.limits.max_message_size, deflate);
+                    let mut codec = WsCodec::new(server2.config.limits.max_message_size, deflate);
+                    if protocol == Protocol::Pusher {
+                        codec = codec.for_pusher();
+                    }
                     // Bound to a local and run by reference: the connection is stored once in
                     // this task, not once here and again inside `run`'s future.
                     let mut conn = Connection::new(stream, codec, session.clone());
