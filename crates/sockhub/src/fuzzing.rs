@@ -86,7 +86,7 @@ pub fn parse_command(bytes: &[u8]) -> Result<Command, String> {
 ///
 /// # Errors
 /// The HTTP response the client would get.
-pub fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<Vec<u8>, Response<Body>> {
+pub fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<Vec<u8>, Box<Response<Body>>> {
     crate::transport::ws::check_upgrade(method, headers)
 }
 

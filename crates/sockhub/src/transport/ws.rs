@@ -230,19 +230,23 @@ pub(crate) fn percent_decode(s: &str) -> String {
 
 /// The RFC 6455 §4.2.1 checks of an upgrade request, before anything is allocated for it:
 /// `GET`, `Connection: Upgrade`, `Sec-WebSocket-Version: 13` and a 24-character key. Returns the
-/// key, or the refusal to send: 405, 400, or 426 with `Sec-WebSocket-Version: 13`.
-pub(crate) fn check_upgrade(method: &Method, h: &HeaderMap) -> Result<Vec<u8>, Response<Body>> {
+/// key, or the refusal to send: 405, 400, or 426 with `Sec-WebSocket-Version: 13` (boxed: the
+/// error path is the rare one).
+pub(crate) fn check_upgrade(
+    method: &Method,
+    h: &HeaderMap,
+) -> Result<Vec<u8>, Box<Response<Body>>> {
     if method != Method::GET {
-        return Err(plain(
+        return Err(Box::new(plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "websocket upgrade needs GET".into(),
-        ));
+        )));
     }
     if !header_has_token(h, header::CONNECTION, "upgrade") {
-        return Err(plain(
+        return Err(Box::new(plain(
             StatusCode::BAD_REQUEST,
             "missing Connection: Upgrade".into(),
-        ));
+        )));
     }
     if h.get(header::SEC_WEBSOCKET_VERSION)
         .map(HeaderValue::as_bytes)
@@ -256,15 +260,15 @@ pub(crate) fn check_upgrade(method: &Method, h: &HeaderMap) -> Result<Vec<u8>, R
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
         );
-        return Err(r);
+        return Err(Box::new(r));
     }
     match h.get(header::SEC_WEBSOCKET_KEY) {
         // A valid key is 16 random bytes, base64: 24 characters.
         Some(k) if k.len() == 24 => Ok(k.as_bytes().to_vec()),
-        _ => Err(plain(
+        _ => Err(Box::new(plain(
             StatusCode::BAD_REQUEST,
             "missing or malformed Sec-WebSocket-Key".into(),
-        )),
+        ))),
     }
 }
 
@@ -278,7 +282,7 @@ pub(crate) async fn upgrade(
     req: Request<Body>,
 ) -> Response<Body> {
     if let Err(refusal) = check_upgrade(req.method(), req.headers()) {
-        return refusal;
+        return *refusal;
     }
     let (channels, protocol) = match parse_query(req.uri().query(), &server.config.ws.channels) {
         Ok(v) => v,
@@ -315,7 +319,7 @@ pub(crate) async fn upgrade_as(
     let h = req.headers();
     let key = match check_upgrade(req.method(), h) {
         Ok(key) => key,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let Route {
         protocol,
