@@ -51,6 +51,15 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
     r
 }
 
+/// A refusal: status and one line (kept small; it becomes a plain-text response).
+struct Fail(StatusCode, String);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        text(self.0, self.1)
+    }
+}
+
 fn ok_json(v: &Value) -> Response {
     let mut r = Response::new(Body::from(v.to_string()));
     r.headers_mut().insert(
@@ -210,8 +219,8 @@ struct Event {
 }
 
 /// Validates and publishes one event; returns its channels.
-fn trigger(server: &ServerShared, state: &PusherState, ev: Event) -> Result<Vec<String>, Response> {
-    let bad = |m: String| text(StatusCode::BAD_REQUEST, m);
+fn trigger(server: &ServerShared, state: &PusherState, ev: Event) -> Result<Vec<String>, Fail> {
+    let bad = |m: String| Fail(StatusCode::BAD_REQUEST, m);
     let channels = match (ev.channel, ev.channels) {
         (Some(c), None) => vec![c],
         (None, Some(cs)) if !cs.is_empty() && cs.len() <= MAX_EVENT_CHANNELS => cs,
@@ -229,7 +238,7 @@ fn trigger(server: &ServerShared, state: &PusherState, ev: Event) -> Result<Vec<
     }
     let data = super::data_text(&ev.data);
     if data.len() > MAX_EVENT_DATA {
-        return Err(text(
+        return Err(Fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("data over {MAX_EVENT_DATA} bytes"),
         ));
@@ -281,7 +290,7 @@ async fn events(
             ok_json(&json!({ "channels": map }))
         }
         Ok(_) => ok_json(&json!({})),
-        Err(r) => r,
+        Err(f) => f.into_response(),
     }
 }
 
@@ -318,7 +327,7 @@ async fn batch_events(
                 Some(c) if !info.is_empty() => channel_info(&server, &state, c, &info),
                 _ => json!({}),
             }),
-            Err(r) => return r,
+            Err(f) => return f.into_response(),
         }
     }
     if any_info {

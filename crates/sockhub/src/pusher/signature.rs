@@ -122,13 +122,11 @@ pub fn verify_request(
     // Some SDKs send body_md5 on GETs too (of the empty body); check it whenever present, and
     // require it when there is a body.
     match get("body_md5") {
-        Some(md5) => {
-            if !md5.eq_ignore_ascii_case(&body_md5(body)) {
-                return Err(RequestError::BodyMd5);
-            }
+        Some(md5) if !md5.eq_ignore_ascii_case(&body_md5(body)) => {
+            return Err(RequestError::BodyMd5)
         }
         None if !body.is_empty() => return Err(RequestError::Missing("body_md5")),
-        None => {}
+        _ => {}
     }
     let mut sorted: Vec<(String, &str)> = params
         .iter()
