@@ -383,6 +383,25 @@ mod tests {
     }
 
     #[test]
+    fn ping_id_survives_the_pong() {
+        // Found by the json_command fuzz target: serde_json's default float parser may be one
+        // ULP off, so a large number id came back in the pong as a different number.
+        let cmd = parse_command(br#"{"type":"ping","id":123456789412345678901234567890}"#);
+        let Ok(Command::Ping { id: Some(id) }) = cmd else {
+            panic!("{cmd:?}");
+        };
+        assert_eq!(id.as_f64(), Some(123456789412345678901234567890f64));
+        let pong = encode_event(
+            Framing::Datagram,
+            &Event::Pong {
+                id: Some(id.clone()),
+            },
+        );
+        let back: serde_json::Value = serde_json::from_slice(&pong).unwrap();
+        assert_eq!(back["id"], id);
+    }
+
+    #[test]
     fn array_is_not_a_command() {
         // Found by the json_command fuzz target: serde's tagged enums also accept arrays.
         assert_eq!(
