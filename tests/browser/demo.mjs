@@ -92,6 +92,18 @@ async function received(page, text, timeout = WAIT) {
   };
 }
 
+// How many times the page has connected so far.
+const connections = (page) => page.locator('li.msg[data-kind="system"]', { hasText: 'connected as session' }).count();
+
+async function reconnected(page, before) {
+  await page.waitForFunction(
+    (n) => [...document.querySelectorAll('li.msg[data-kind="system"]')]
+      .filter((li) => li.textContent.startsWith('connected as session')).length > n,
+    before,
+    { timeout: RECONNECT_WAIT },
+  );
+}
+
 async function say(page, text) {
   await page.locator('#message').fill(text);
   await page.locator('#message').press('Enter');     // Enter sends
@@ -163,7 +175,12 @@ async function demo() {
 
   begin('dashboard counts the pages');
   result({ dashboard_ws: await dashboardAtLeast(dash, 'conn-ws', before.ws + 2) });
-  await dash.locator('#channels tr[data-channel="room-7"]').waitFor({ timeout: WAIT });
+  // Both joins are confirmed; the dashboard shows them at its next event.
+  await dash.waitForFunction(
+    () => (document.querySelector('#channels tr[data-channel="room-7"] td.n') || {}).textContent === '2',
+    null,
+    { timeout: WAIT },
+  );
   result({ dashboard_room_subscribers: await dash.locator('#channels tr[data-channel="room-7"] td.n').textContent() });
 
   begin('a TCP client in lobby');
@@ -230,11 +247,13 @@ async function demo() {
   await sessionOf(a);
 
   begin('the server restarts');
+  const connects = { a: await connections(a), b: await connections(b) };
   await need('restart');
   await a.locator('li.msg[data-kind="system"]', { hasText: 'Server shutting down' }).waitFor({ timeout: WAIT });
   const shutdownLine = (await a.locator('li.msg[data-kind="system"]', { hasText: 'Server shutting down' }).last().textContent()).trim();
-  await status(a, 'open', RECONNECT_WAIT);
-  await status(b, 'open', RECONNECT_WAIT);
+  // A new connection on each page (not the old one, not yet seen closing).
+  await reconnected(a, connects.a);
+  await reconnected(b, connects.b);
   const sa3 = await sessionOf(a);
   const sb3 = await sessionOf(b);
   await say(a, 'back after the restart');
