@@ -205,7 +205,7 @@ async fn the_stream_sends_the_counters_every_second_and_follows_clients() {
     let second = s.next().await.expect("second event").json();
     let gap = started.elapsed();
     assert!(
-        gap > Duration::from_millis(500) && gap < Duration::from_secs(3),
+        gap > Duration::from_millis(500) && gap < Duration::from_secs(5),
         "events are about a second apart, got {gap:?}"
     );
     assert!(second["rates"]["messages_in"].is_number(), "{second}");
@@ -327,7 +327,7 @@ async fn the_stream_ends_at_shutdown_without_delaying_it() {
     );
     within("shutdown", shutdown).await.expect("shutdown task");
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(4),
         "shutdown waited {:?} for the stream",
         started.elapsed()
     );
