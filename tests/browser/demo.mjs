@@ -161,6 +161,11 @@ async function demo() {
   result({ a_session: sa, b_session: sb });
 
   begin('join a channel by name');
+  await a.locator('#channel').fill('two words');
+  await a.locator('#channel').press('Enter');
+  const badName = a.locator('li.msg[data-kind="error"]', { hasText: 'two words' });
+  await badName.waitFor({ timeout: WAIT });
+  result({ bad_channel_error: (await badName.locator('.text').textContent()).trim() });
   await join(a, 'room-7');
   await join(b, 'room-7');
   result({ a_channel: (await a.locator('#current-channel').textContent()).trim() });

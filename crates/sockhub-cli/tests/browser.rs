@@ -303,6 +303,10 @@ fn demo_page_and_dashboard_in_headless_chromium() {
     let b = number(&results["b_session"]);
     assert_ne!(a, b);
     assert_eq!(results["a_channel"], "#room-7");
+    assert_eq!(
+        results["bad_channel_error"],
+        "\"two words\": a channel name has no spaces or control characters."
+    );
     assert_eq!(number(&results["b_saw"]["from"]), a, "{results:?}");
     assert_eq!(results["b_saw"]["who"], format!("session {a}"));
     assert_eq!(number(&results["a_saw"]["from"]), b);
