@@ -250,6 +250,9 @@ pub struct PusherApp {
     pub max_client_events_per_second: u32,
     /// Origins allowed to open WebSockets (`Origin` header); empty: any. Default empty.
     pub allowed_origins: Vec<String>,
+    /// Where Pusher webhooks go (`http://`): channel_occupied / channel_vacated, member_added /
+    /// member_removed, client_event, signed with `X-Pusher-Signature`. Default none.
+    pub webhook_url: Option<String>,
 }
 
 impl Default for PusherApp {
@@ -261,6 +264,7 @@ impl Default for PusherApp {
             client_events: true,
             max_client_events_per_second: 10,
             allowed_origins: Vec::new(),
+            webhook_url: None,
         }
     }
 }
@@ -306,6 +310,27 @@ impl ServerConfig {
         if self.api.key.as_deref() == Some("") {
             return Err("api.key must not be empty".into());
         }
+        for (i, a) in self.pusher.iter().enumerate() {
+            if a.app_id.is_empty() || !a.app_id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("pusher app_id {:?} must be numeric", a.app_id));
+            }
+            if a.key.is_empty() || a.secret.is_empty() {
+                return Err(format!(
+                    "pusher app {}: key and secret are required",
+                    a.app_id
+                ));
+            }
+            if self.pusher[..i]
+                .iter()
+                .any(|b| b.key == a.key || b.app_id == a.app_id)
+            {
+                return Err(format!(
+                    "pusher app {}: app_id and key must be unique",
+                    a.app_id
+                ));
+            }
+        }
+        crate::pusher::check_webhooks(&self.pusher)?;
         Ok(())
     }
 }

@@ -55,7 +55,13 @@ pub(crate) struct HubInner {
     pub(crate) stats: Stats,
     /// Zero of the millisecond clock in `SessionShared::last_rx_ms`.
     epoch: tokio::time::Instant,
+    /// Told when a channel gains its first local subscriber (`true`) or loses its last
+    /// (`false`); called under the channel lock, so it must only queue (Pusher webhooks).
+    pub(crate) channel_observer: std::sync::OnceLock<ChannelObserver>,
 }
+
+/// See `HubInner::channel_observer`.
+pub(crate) type ChannelObserver = Box<dyn Fn(&str, bool) + Send + Sync>;
 
 /// The hub's view of one session; the transport's driver holds the same `Arc`.
 pub(crate) struct SessionShared {
@@ -145,6 +151,7 @@ impl Hub {
             max_subscriptions: limits.max_subscriptions,
             stats: Stats::default(),
             epoch: tokio::time::Instant::now(),
+            channel_observer: std::sync::OnceLock::new(),
         });
         let hub: Weak<dyn LocalDelivery> = Arc::downgrade(&inner) as Weak<HubInner>;
         inner.broker.attach(BrokerSink { hub });
@@ -429,6 +436,9 @@ impl HubInner {
             // The registry shrinks with its channels (mini-redis #63 is the bug this avoids).
             if let Some((name, _)) = map.remove_entry(channel) {
                 self.broker.unsubscribe(&name);
+                if let Some(observe) = self.channel_observer.get() {
+                    observe(&name, false);
+                }
             }
         }
         removed
@@ -461,6 +471,9 @@ impl HubInner {
             None => {
                 let name = ChannelName::from(channel);
                 self.broker.subscribe(&name);
+                if let Some(observe) = self.channel_observer.get() {
+                    observe(&name, true);
+                }
                 name
             }
         };

@@ -62,6 +62,9 @@ pub struct Message {
     payload: Bytes,
     /// An event name (Pusher's `event`, json's `event`); `None` for plain messages.
     event: Option<std::sync::Arc<str>>,
+    /// The user who sent it, when the protocol says so (Pusher's `user_id` on client events
+    /// in presence channels).
+    user: Option<std::sync::Arc<str>>,
 }
 
 impl Message {
@@ -71,6 +74,7 @@ impl Message {
             kind: MessageKind::Text,
             payload: Bytes::from(text.into()),
             event: None,
+            user: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl Message {
             kind: MessageKind::Binary,
             payload: payload.into(),
             event: None,
+            user: None,
         }
     }
 
@@ -95,6 +100,7 @@ impl Message {
             kind,
             payload,
             event: None,
+            user: None,
         }
     }
 
@@ -108,6 +114,7 @@ impl Message {
             kind: MessageKind::Text,
             payload,
             event: None,
+            user: None,
         }
     }
 
@@ -145,6 +152,17 @@ impl Message {
     /// The event name, if any.
     pub fn event(&self) -> Option<&str> {
         self.event.as_deref()
+    }
+
+    /// The same message with the sending user's id.
+    pub fn with_user(mut self, user: impl Into<std::sync::Arc<str>>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The sending user's id, if the protocol carried one.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// Payload length in bytes.

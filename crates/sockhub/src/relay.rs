@@ -278,10 +278,12 @@ fn put_origin(b: &mut BytesMut, node: &str) {
 }
 
 fn put_message(b: &mut BytesMut, m: &Message) {
-    let event = m.event().unwrap_or("");
-    let n = event.len().min(255);
-    b.put_u8(n as u8);
-    b.put_slice(&event.as_bytes()[..n]);
+    // Event name and user, each a length byte and bytes (empty: none).
+    for label in [m.event().unwrap_or(""), m.user().unwrap_or("")] {
+        let n = label.len().min(255);
+        b.put_u8(n as u8);
+        b.put_slice(&label.as_bytes()[..n]);
+    }
     b.put_u8(match m.kind() {
         MessageKind::Text => 0,
         MessageKind::Binary => 1,
@@ -289,26 +291,35 @@ fn put_message(b: &mut BytesMut, m: &Message) {
     b.put_slice(m.payload());
 }
 
-/// Reads what `put_message` wrote.
-fn take_message(b: &mut Bytes) -> Option<Message> {
+/// Reads one length-prefixed label of `put_message`.
+fn take_label(b: &mut Bytes) -> Option<String> {
     let n = usize::from(*b.first()?);
-    if b.len() < n + 2 {
+    if b.len() < n + 1 {
         return None;
     }
     b.advance(1);
-    let event = String::from_utf8(b.split_to(n).to_vec()).ok()?;
-    let kind = b.get_u8();
+    String::from_utf8(b.split_to(n).to_vec()).ok()
+}
+
+/// Reads what `put_message` wrote.
+fn take_message(b: &mut Bytes) -> Option<Message> {
+    let event = take_label(b)?;
+    let user = take_label(b)?;
+    let kind = *b.first()?;
+    b.advance(1);
     let payload = std::mem::take(b);
-    let m = match kind {
+    let mut m = match kind {
         0 if std::str::from_utf8(&payload).is_ok() => Message::from_bytes(payload),
         1 => Message::binary(payload),
         _ => return None,
     };
-    Some(if event.is_empty() {
-        m
-    } else {
-        m.with_event(event)
-    })
+    if !event.is_empty() {
+        m = m.with_event(event);
+    }
+    if !user.is_empty() {
+        m = m.with_user(user);
+    }
+    Some(m)
 }
 
 /// A publish envelope: kind, origin, from, except, channel, message.
@@ -368,7 +379,7 @@ fn decode(me: &str, mut b: Bytes) -> Result<Option<Envelope>, &'static str> {
             let from = id(b.get_u64());
             let except = id(b.get_u64());
             let len = usize::from(b.get_u16());
-            need(&b, len + 2)?;
+            need(&b, len + 3)?;
             let channel = String::from_utf8(b.split_to(len).to_vec()).map_err(|_| "channel")?;
             let message = take_message(&mut b).ok_or("message")?;
             Ok(Some(Envelope::Publish {
@@ -787,7 +798,9 @@ mod tests {
                 ..
             }))
         ));
-        let named = Message::text("{}").with_event("client-moved");
+        let named = Message::text("{}")
+            .with_event("client-moved")
+            .with_user("u1");
         let env = encode_publish("a", "c", &named, None, None);
         assert!(matches!(
             decode("b", env),

@@ -297,6 +297,20 @@ impl Server {
         let pusher = (!config.pusher.is_empty())
             .then(|| Arc::new(crate::pusher::PusherState::new(config.pusher.clone())));
         let hub = Hub::new(&config.limits, broker);
+        // Pusher's channel_occupied / channel_vacated webhooks follow the hub's channels.
+        if let Some(hooks) = pusher.as_ref().and_then(|p| p.hooks.clone()) {
+            let _ = hub
+                .inner
+                .channel_observer
+                .set(Box::new(move |name, occupied| {
+                    let event = if occupied {
+                        "channel_occupied"
+                    } else {
+                        "channel_vacated"
+                    };
+                    hooks.emit_all(&serde_json::json!({ "name": event, "channel": name }));
+                }));
+        }
         let permits = Arc::new(Semaphore::new(
             config.limits.max_connections.min(Semaphore::MAX_PERMITS),
         ));

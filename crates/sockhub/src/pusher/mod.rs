@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod signature;
+mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,14 @@ use crate::message::{Message, MessageKind, SessionId};
 use crate::protocol::{frame, Framing};
 use crate::rate::RateLimiter;
 use crate::session::Session;
+
+/// Checks the apps' webhook URLs.
+///
+/// # Errors
+/// The first bad URL.
+pub(crate) fn check_webhooks(apps: &[PusherApp]) -> Result<(), String> {
+    webhooks::PusherHooks::new(apps).map(drop)
+}
 
 /// Longest channel name Pusher allows.
 pub const MAX_CHANNEL_NAME: usize = 164;
@@ -104,6 +113,8 @@ pub(crate) struct PusherState {
     /// Cache channel → its last event (from the API or a client event), replayed to new
     /// subscribers. At most [`MAX_CACHED`] channels.
     cache: Mutex<HashMap<String, Message>>,
+    /// Pusher webhooks, when an app has a `webhook_url`.
+    pub(crate) hooks: Option<Arc<webhooks::PusherHooks>>,
 }
 
 /// Most cache channels whose last event is kept; beyond it an arbitrary one is forgotten.
@@ -123,8 +134,18 @@ pub fn is_cache_channel(name: &str) -> bool {
 }
 
 impl PusherState {
+    /// The adapter for `apps` (their webhook URLs are checked by `ServerConfig::validate`;
+    /// an invalid one is logged and ignored here).
     pub(crate) fn new(apps: Vec<PusherApp>) -> Self {
+        let hooks = match webhooks::PusherHooks::new(&apps) {
+            Ok(h) => h.map(Arc::new),
+            Err(e) => {
+                tracing::error!(error = %e, "pusher webhooks disabled");
+                None
+            }
+        };
         PusherState {
+            hooks,
             apps,
             conns: Mutex::new(HashMap::new()),
             presence: Mutex::new(HashMap::new()),
@@ -206,14 +227,14 @@ impl PusherState {
             .remove(&session.id());
         if let Some(conn) = conn {
             for (channel, user) in conn.presence {
-                self.leave_presence(session, &channel, &user);
+                self.leave_presence(session, conn.app, &channel, &user);
             }
         }
     }
 
     /// Removes one socket of `user` from `channel`; announces `member_removed` if it was the
     /// user's last.
-    fn leave_presence(&self, session: &Session, channel: &str, user: &str) {
+    fn leave_presence(&self, session: &Session, app: usize, channel: &str, user: &str) {
         let gone = {
             let mut all = self.presence.lock().unwrap_or_else(|p| p.into_inner());
             let Some(members) = all.get_mut(channel) else {
@@ -236,6 +257,12 @@ impl PusherState {
             gone
         };
         if gone {
+            if let Some(h) = &self.hooks {
+                h.emit(
+                    app,
+                    json!({ "name": "member_removed", "channel": channel, "user_id": user }),
+                );
+            }
             let data = json!({ "user_id": user }).to_string();
             session.hub().publish_except(
                 channel,
@@ -321,6 +348,9 @@ pub(crate) fn encode_message(framing: Framing, channel: Option<&str>, message: &
     if let Some(c) = channel {
         v["channel"] = Value::from(c);
     }
+    if let Some(u) = message.user() {
+        v["user_id"] = Value::from(u);
+    }
     frame(framing, MessageKind::Text, v.to_string().as_bytes())
 }
 
@@ -392,15 +422,15 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
                 return;
             };
             session.unsubscribe(channel);
-            let user = {
+            let left = {
                 let mut conns = state.conns.lock().unwrap_or_else(|p| p.into_inner());
                 conns.get_mut(&session.id()).and_then(|c| {
                     c.authorized.remove(channel);
-                    c.presence.remove(channel)
+                    c.presence.remove(channel).map(|u| (c.app, u))
                 })
             };
-            if let Some(user) = user {
-                state.leave_presence(session, channel, &user);
+            if let Some((app, user)) = left {
+                state.leave_presence(session, app, channel, &user);
             }
         }
         "pusher:signin" => signin(&state, session, &ev.data),
@@ -535,6 +565,12 @@ fn subscribe(state: &PusherState, session: &Session, data: &Value) {
         state.replay(session, channel);
     }
     if first_socket {
+        if let Some(h) = &state.hooks {
+            h.emit(
+                app,
+                json!({ "name": "member_added", "channel": channel, "user_id": user }),
+            );
+        }
         let data = json!({ "user_id": user, "user_info": info }).to_string();
         session.hub().publish_except(
             channel,
@@ -589,7 +625,7 @@ fn client_event(state: &PusherState, session: &Session, name: &str, ev: ClientEv
         send_error(session, None, "client events need a channel");
         return;
     };
-    let (allowed, authorized, over_rate, user) = {
+    let (allowed, authorized, over_rate, user, app) = {
         let mut conns = state.conns.lock().unwrap_or_else(|p| p.into_inner());
         let Some(c) = conns.get_mut(&session.id()) else {
             return;
@@ -597,8 +633,16 @@ fn client_event(state: &PusherState, session: &Session, name: &str, ev: ClientEv
         let allowed = state.apps[c.app].client_events;
         let authorized = c.authorized.contains(&channel);
         let over = !c.client_events.take(tokio::time::Instant::now());
-        (allowed, authorized, over, c.presence.get(&channel).cloned())
+        (
+            allowed,
+            authorized,
+            over,
+            c.presence.get(&channel).cloned(),
+            c.app,
+        )
     };
+    let app = Some(app);
+    let user_for_hook = user.clone();
     if !allowed {
         send_error(session, None, "client events are not enabled for this app");
         return;
@@ -618,16 +662,25 @@ fn client_event(state: &PusherState, session: &Session, name: &str, ev: ClientEv
         });
         return;
     }
+    // Pusher adds the sender's user_id (top level) on presence channels.
     let mut message = Message::text(data_text(&ev.data)).with_event(name.to_string());
     if let Some(user) = user {
-        // Pusher adds the sender's user_id on presence channels; the hub message carries it
-        // in the data for raw clients' sake only when the data is an object.
-        if let Value::Object(mut obj) = ev.data {
-            obj.insert("user_id".into(), Value::from(user));
-            message = Message::text(Value::Object(obj).to_string()).with_event(name.to_string());
-        }
+        message = message.with_user(user);
     }
     state.remember(&channel, &message);
+    if let (Some(h), Some(app)) = (&state.hooks, app) {
+        let mut ev = json!({
+            "name": "client_event",
+            "channel": channel,
+            "event": name,
+            "data": message.as_str().unwrap_or(""),
+            "socket_id": socket_id(session.id()),
+        });
+        if let Some(user) = &user_for_hook {
+            ev["user_id"] = Value::from(user.as_str());
+        }
+        h.emit(app, ev);
+    }
     session
         .hub()
         .publish_except(&channel, message, Some(session.id()));

@@ -182,8 +182,9 @@ mod tests {
             None,
             &format!("{KEY}:{sig}")
         ));
+        // The key in the auth must be this app's.
         assert!(!verify_channel_auth(
-            "otherkey",
+            KEY,
             SECRET,
             "1234.1234",
             "private-foobar",
