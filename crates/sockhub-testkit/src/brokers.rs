@@ -34,6 +34,54 @@ fn wait_accepting(addr: SocketAddr, child: &mut Child, what: &str) {
     }
 }
 
+/// A server process that can be killed and started again with the same arguments.
+struct Daemon {
+    /// Program name (for messages).
+    program: &'static str,
+    /// Its arguments.
+    args: Vec<String>,
+    /// Addresses that must accept before it counts as started.
+    ready: Vec<SocketAddr>,
+    /// The running process, if any.
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(program: &'static str, args: &[&str], ready: Vec<SocketAddr>) -> Daemon {
+        let mut d = Daemon {
+            program,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ready,
+            child: None,
+        };
+        d.restart();
+        d
+    }
+
+    /// SIGKILL: an abrupt loss, as a crash would be.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        let mut child = spawn(self.program, &self.args);
+        for addr in &self.ready {
+            wait_accepting(*addr, &mut child, self.program);
+        }
+        self.child = Some(child);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 fn spawn(program: &str, args: &[String]) -> Child {
     Command::new(program)
         .args(args)
@@ -53,18 +101,30 @@ fn spawn(program: &str, args: &[String]) -> Child {
 pub struct RedisServer {
     /// Its address.
     pub addr: SocketAddr,
-    child: Option<Child>,
+    daemon: Daemon,
 }
 
 impl RedisServer {
     /// Starts one on a free port and waits until it accepts.
     pub fn start() -> RedisServer {
-        let mut r = RedisServer {
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            child: None,
-        };
-        r.restart();
-        r
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let port = addr.port().to_string();
+        let args = [
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ];
+        RedisServer {
+            addr,
+            daemon: Daemon::start("redis-server", &args, vec![addr]),
+        }
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -74,33 +134,12 @@ impl RedisServer {
 
     /// Kills it (SIGKILL: an abrupt loss, as a crash would be).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.daemon.kill();
     }
 
     /// Starts it again on the same port (after [`RedisServer::kill`]).
     pub fn restart(&mut self) {
-        self.kill();
-        let args: Vec<String> = [
-            "--port",
-            &self.addr.port().to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut child = spawn("redis-server", &args);
-        wait_accepting(self.addr, &mut child, "redis-server");
-        self.child = Some(child);
+        self.daemon.restart();
     }
 
     /// Runs one command with `redis-cli` and returns its output lines.
@@ -118,31 +157,27 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A `nats-server` with its monitoring endpoint on a second free port.
 pub struct NatsServer {
     /// Client address.
     pub addr: SocketAddr,
     /// Monitoring (HTTP) address: `/subsz?subs=1` lists subscriptions.
     pub monitor: SocketAddr,
-    child: Option<Child>,
+    daemon: Daemon,
 }
 
 impl NatsServer {
     /// Starts one on free ports and waits until it accepts.
     pub fn start() -> NatsServer {
-        let mut n = NatsServer {
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            monitor: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            child: None,
-        };
-        n.restart();
-        n
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let monitor = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let (port, mport) = (addr.port().to_string(), monitor.port().to_string());
+        let args = ["-a", "127.0.0.1", "-p", &port, "-m", &mport];
+        NatsServer {
+            addr,
+            monitor,
+            daemon: Daemon::start("nats-server", &args, vec![addr, monitor]),
+        }
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -152,35 +187,11 @@ impl NatsServer {
 
     /// Kills it (SIGKILL).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.daemon.kill();
     }
 
     /// Starts it again on the same ports.
     pub fn restart(&mut self) {
-        self.kill();
-        let args: Vec<String> = [
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &self.addr.port().to_string(),
-            "-m",
-            &self.monitor.port().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut child = spawn("nats-server", &args);
-        wait_accepting(self.addr, &mut child, "nats-server");
-        wait_accepting(self.monitor, &mut child, "nats-server monitoring");
-        self.child = Some(child);
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
+        self.daemon.restart();
     }
 }

@@ -175,13 +175,7 @@ impl Hub {
 
     /// Closes one session with [`CloseReason::Kicked`]. Returns false if no such session is open.
     pub fn close(&self, id: SessionId, reason: &str) -> bool {
-        match self.inner.session(id) {
-            Some(s) => {
-                s.outbox.close(CloseReason::Kicked(reason.to_string()));
-                true
-            }
-            None => false,
-        }
+        self.inner.close_local(id, reason)
     }
 
     /// Channels with at least one local subscriber, sorted by name.
@@ -506,10 +500,7 @@ impl HubInner {
         except: Option<SessionId>,
     ) -> usize {
         self.broker.publish(&channel, &message, from, except);
-        let p = Publication::new(channel, message, from);
-        let n = self.fan_out(&p, except, None);
-        self.stats.published(n as u64);
-        n
+        self.deliver_local(channel, message, from, except)
     }
 }
 

@@ -149,12 +149,30 @@ async fn websocket(
     .await
 }
 
+/// A request whose signature checked out.
+struct Signed {
+    /// The adapter.
+    state: Arc<PusherState>,
+    /// Index of the app.
+    app: usize,
+    /// The body.
+    body: bytes::Bytes,
+    /// Decoded query parameters.
+    params: Vec<(String, String)>,
+}
+
+impl Signed {
+    /// A query parameter ("" when absent).
+    fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
 /// Checks app and signature, and reads the body (at most 256 KiB).
-async fn authorized(
-    server: &ServerShared,
-    app_id: &str,
-    req: Request,
-) -> Result<(Arc<PusherState>, usize, bytes::Bytes), Response> {
+async fn authorized(server: &ServerShared, app_id: &str, req: Request) -> Result<Signed, Response> {
     let Some(state) = server.pusher.clone() else {
         return Err(text(
             StatusCode::NOT_FOUND,
@@ -199,7 +217,12 @@ async fn authorized(
         crate::auth::unix_now(),
     )
     .map_err(|e| text(StatusCode::UNAUTHORIZED, e.to_string()))?;
-    Ok((state, app, body))
+    Ok(Signed {
+        state,
+        app,
+        body,
+        params,
+    })
 }
 
 /// One event to trigger.
@@ -272,7 +295,7 @@ async fn events(
     Path(app_id): Path<String>,
     req: Request,
 ) -> Response {
-    let (state, _, body) = match authorized(&server, &app_id, req).await {
+    let Signed { state, body, .. } = match authorized(&server, &app_id, req).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -299,7 +322,7 @@ async fn batch_events(
     Path(app_id): Path<String>,
     req: Request,
 ) -> Response {
-    let (state, _, body) = match authorized(&server, &app_id, req).await {
+    let Signed { state, body, .. } = match authorized(&server, &app_id, req).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -342,20 +365,15 @@ async fn channels(
     Path(app_id): Path<String>,
     req: Request,
 ) -> Response {
-    let query = req.uri().query().unwrap_or("").to_string();
-    let (state, _, _) = match authorized(&server, &app_id, req).await {
+    let signed = match authorized(&server, &app_id, req).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let param = |name: &str| {
-        query.split('&').find_map(|p| {
-            p.strip_prefix(name)
-                .and_then(|r| r.strip_prefix('='))
-                .map(ws::percent_decode)
-        })
-    };
-    let prefix = param("filter_by_prefix").unwrap_or_default();
-    let info = param("info").unwrap_or_default();
+    let (state, prefix, info) = (
+        &signed.state,
+        signed.param("filter_by_prefix"),
+        signed.param("info"),
+    );
     if info.contains("user_count") && !prefix.starts_with("presence-") {
         return text(
             StatusCode::BAD_REQUEST,
@@ -366,9 +384,9 @@ async fn channels(
         .hub
         .channels()
         .into_iter()
-        .filter(|c| c.name.starts_with(&prefix) && validate_channel(&c.name).is_ok())
+        .filter(|c| c.name.starts_with(prefix) && validate_channel(&c.name).is_ok())
         .map(|c| {
-            let v = channel_info(&server, &state, &c.name, &info);
+            let v = channel_info(&server, state, &c.name, info);
             (c.name, v)
         })
         .collect();
@@ -380,25 +398,21 @@ async fn channel(
     Path((app_id, name)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let query = req.uri().query().unwrap_or("").to_string();
-    let (state, _, _) = match authorized(&server, &app_id, req).await {
+    let signed = match authorized(&server, &app_id, req).await {
         Ok(v) => v,
         Err(r) => return r,
     };
+    let (state, info) = (&signed.state, signed.param("info"));
     if let Err(e) = validate_channel(&name) {
         return text(StatusCode::BAD_REQUEST, e);
     }
-    let info = query
-        .split('&')
-        .find_map(|p| p.strip_prefix("info=").map(ws::percent_decode))
-        .unwrap_or_default();
     if info.contains("user_count") && !name.starts_with("presence-") {
         return text(
             StatusCode::BAD_REQUEST,
             "user_count is only for presence channels",
         );
     }
-    let mut v = channel_info(&server, &state, &name, &info);
+    let mut v = channel_info(&server, state, &name, info);
     v["occupied"] = Value::from(server.hub.subscribers(&name) > 0);
     ok_json(&v)
 }
@@ -408,7 +422,7 @@ async fn users(
     Path((app_id, name)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let (state, _, _) = match authorized(&server, &app_id, req).await {
+    let Signed { state, .. } = match authorized(&server, &app_id, req).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -431,7 +445,7 @@ async fn terminate(
     Path((app_id, user)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let (state, app, _) = match authorized(&server, &app_id, req).await {
+    let Signed { state, app, .. } = match authorized(&server, &app_id, req).await {
         Ok(v) => v,
         Err(r) => return r,
     };
