@@ -302,7 +302,10 @@ impl ServerConfig {
     /// A one-line description of the first problem.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(w) = &self.webhook {
-            crate::webhook::check(w).map_err(|e| e.to_string())?;
+            http_url(&w.url).map_err(|e| format!("webhook url {:?}: {e}", w.url))?;
+            if w.secret.is_empty() {
+                return Err("a webhook secret is required to sign the events".into());
+            }
         }
         if self.auth.token_secret.as_deref() == Some("") {
             return Err("auth.token_secret must not be empty".into());
@@ -330,7 +333,12 @@ impl ServerConfig {
                 ));
             }
         }
-        crate::pusher::check_webhooks(&self.pusher)?;
+        for a in &self.pusher {
+            if let Some(url) = &a.webhook_url {
+                http_url(url)
+                    .map_err(|e| format!("pusher app {}: webhook_url {url:?}: {e}", a.app_id))?;
+            }
+        }
         Ok(())
     }
 }
@@ -433,6 +441,22 @@ impl WebhookEvent {
             WebhookEvent::Close => "close",
         }
     }
+}
+
+/// Parses an `http://HOST[:PORT]/PATH` URL (webhooks are plain HTTP; put a TLS proxy in front
+/// of a remote backend).
+///
+/// # Errors
+/// What is wrong with it.
+pub(crate) fn http_url(url: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = url.parse().map_err(|_| "not a URL".to_string())?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(
+            "must be http://HOST[:PORT]/PATH (https is not supported; put a TLS proxy in front)"
+                .into(),
+        );
+    }
+    Ok(uri)
 }
 
 /// Parses `"250ms"`, `"10s"`, `"2m"` (humantime syntax) or a bare number of seconds.

@@ -202,8 +202,29 @@ pub(crate) fn encode_message(
             };
             json_frame(format.framing, &ev)
         }
-        Protocol::Pusher => crate::pusher::encode_message(format.framing, channel, message),
+        Protocol::Pusher => encode_pusher(format.framing, channel, message),
     }
+}
+
+/// The bytes of a hub message for Pusher clients: `{"event", "channel", "data"}` with the
+/// payload as the `data` string (see [`crate::pusher`] for the mapping).
+pub(crate) fn encode_pusher(framing: Framing, channel: Option<&str>, message: &Message) -> Bytes {
+    let (event, data) = match (message.event(), message.as_str()) {
+        (Some(e), Some(text)) => (e.to_string(), text.to_string()),
+        (None, Some(text)) => ("message".to_string(), text.to_string()),
+        (e, None) => (
+            e.unwrap_or("message-binary").to_string(),
+            base64::engine::general_purpose::STANDARD.encode(message.payload()),
+        ),
+    };
+    let mut v = serde_json::json!({ "event": event, "data": data });
+    if let Some(c) = channel {
+        v["channel"] = serde_json::Value::from(c);
+    }
+    if let Some(u) = message.user() {
+        v["user_id"] = serde_json::Value::from(u);
+    }
+    frame(framing, MessageKind::Text, v.to_string().as_bytes())
 }
 
 fn json_frame<T: Serialize>(framing: Framing, value: &T) -> Bytes {

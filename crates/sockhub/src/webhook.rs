@@ -270,12 +270,7 @@ pub(crate) fn check(opts: &WebhookOptions) -> Result<hyper::Uri, WebhookConfigEr
         url: opts.url.clone(),
         why: why.to_string(),
     };
-    let uri: hyper::Uri = opts.url.parse().map_err(|_| err("not a URL"))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err(err(
-            "must be http://HOST[:PORT]/PATH (https is not supported; put a TLS proxy in front)",
-        ));
-    }
+    let uri = crate::config::http_url(&opts.url).map_err(|e| err(&e))?;
     if opts.secret.is_empty() {
         return Err(err("a webhook secret is required to sign the events"));
     }

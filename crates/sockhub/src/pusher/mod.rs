@@ -25,25 +25,15 @@ mod webhooks;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::close::CloseReason;
 use crate::config::PusherApp;
 use crate::message::{Message, MessageKind, SessionId};
-use crate::protocol::{frame, Framing};
+use crate::protocol::frame;
 use crate::rate::RateLimiter;
 use crate::session::Session;
-
-/// Checks the apps' webhook URLs.
-///
-/// # Errors
-/// The first bad URL.
-pub(crate) fn check_webhooks(apps: &[PusherApp]) -> Result<(), String> {
-    webhooks::PusherHooks::new(apps).map(drop)
-}
 
 /// Longest channel name Pusher allows.
 pub const MAX_CHANNEL_NAME: usize = 164;
@@ -176,9 +166,11 @@ impl PusherState {
             .get(channel)
             .cloned();
         match cached {
-            Some(m) => {
-                session.send_control(encode_message(session.format().framing, Some(channel), &m))
-            }
+            Some(m) => session.send_control(crate::protocol::encode_pusher(
+                session.format().framing,
+                Some(channel),
+                &m,
+            )),
             None => send_event(session, "pusher:cache_miss", Some(channel), "{}"),
         }
     }
@@ -332,26 +324,6 @@ fn send_error(session: &Session, code: Option<u16>, message: &str) {
 fn send_subscription_error(session: &Session, channel: &str, status: u16, error: &str) {
     let data = json!({ "type": "AuthError", "error": error, "status": status }).to_string();
     send_event(session, "pusher:subscription_error", Some(channel), &data);
-}
-
-/// The bytes of a hub message for Pusher clients.
-pub(crate) fn encode_message(framing: Framing, channel: Option<&str>, message: &Message) -> Bytes {
-    let (event, data) = match (message.event(), message.as_str()) {
-        (Some(e), Some(text)) => (e.to_string(), text.to_string()),
-        (None, Some(text)) => ("message".to_string(), text.to_string()),
-        (e, None) => (
-            e.unwrap_or("message-binary").to_string(),
-            base64::engine::general_purpose::STANDARD.encode(message.payload()),
-        ),
-    };
-    let mut v = json!({ "event": event, "data": data });
-    if let Some(c) = channel {
-        v["channel"] = Value::from(c);
-    }
-    if let Some(u) = message.user() {
-        v["user_id"] = Value::from(u);
-    }
-    frame(framing, MessageKind::Text, v.to_string().as_bytes())
 }
 
 /// An event from a Pusher client.
@@ -708,6 +680,7 @@ pub(crate) fn terminate_user(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Framing;
 
     #[test]
     fn socket_ids_round_trip() {
@@ -732,12 +705,13 @@ mod tests {
 
     #[test]
     fn hub_messages_become_pusher_events() {
-        let plain = encode_message(Framing::Lines, Some("news"), &Message::text("hi"));
+        let plain =
+            crate::protocol::encode_pusher(Framing::Lines, Some("news"), &Message::text("hi"));
         assert_eq!(
             &plain[..],
             b"{\"channel\":\"news\",\"data\":\"hi\",\"event\":\"message\"}\n"
         );
-        let named = encode_message(
+        let named = crate::protocol::encode_pusher(
             Framing::Lines,
             Some("news"),
             &Message::text("{\"a\":1}").with_event("update"),

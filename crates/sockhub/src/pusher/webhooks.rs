@@ -51,15 +51,9 @@ impl PusherHooks {
             targets.push(match &a.webhook_url {
                 None => None,
                 Some(url) => {
-                    let uri: hyper::Uri = url.parse().map_err(|_| {
-                        format!("pusher app {}: webhook_url {url:?} is not a URL", a.app_id)
+                    let uri = crate::config::http_url(url).map_err(|e| {
+                        format!("pusher app {}: webhook_url {url:?}: {e}", a.app_id)
                     })?;
-                    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                        return Err(format!(
-                            "pusher app {}: webhook_url must be http://HOST[:PORT]/PATH",
-                            a.app_id
-                        ));
-                    }
                     Some((uri, a.key.clone(), a.secret.clone()))
                 }
             });
