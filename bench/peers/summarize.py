@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Summarize a bench/peers results directory into a markdown table (stdlib only).
 
-    python3 summarize.py RESULTS_DIR [--out FILE.md]
+    python3 summarize.py RESULTS_DIR [--out FILE.md] [--chart FILE.svg]
 
 Reads every RESULTS_DIR/*.json written by `sockhub bench --json` (the peer is the `label`),
 groups by scenario parameters, and prints per scenario and peer the median over rounds of the
 headline figure (msgs or deliveries per server CPU-second; RSS KB per idle connection), latency
-p99, and the ratio to the best peer other than sockhub. Optionally draws a chart (SVG) when
-matplotlib is importable.
+p99, and the ratio to the best peer other than sockhub; with --out or --chart it also draws an
+SVG chart (hand-written, no dependency) of throughput per server CPU-second and latency p99 per
+peer, and idle RSS per connection.
 """
 import argparse
 import glob
@@ -72,6 +73,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
     ap.add_argument("--out")
+    ap.add_argument("--chart", help="SVG chart path (default: --out with .svg)")
     a = ap.parse_args()
 
     groups = {}  # key -> (title, {peer: [docs]})
@@ -151,35 +153,112 @@ def main():
     if a.out:
         with open(a.out, "w") as f:
             f.write(text)
-        draw(chart, os.path.splitext(a.out)[0] + ".svg")
+    if a.chart or a.out:
+        draw(chart, a.chart or os.path.splitext(a.out)[0] + ".svg")
+
+
+PEER_COLORS = {
+    "sockhub": "#d62728", "tungstenite": "#1f77b4", "fastwebsockets": "#2ca02c",
+    "node-ws": "#9467bd", "python-websockets": "#ff7f0e",
+}
+
+
+def esc(t):
+    return str(t).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def draw(chart, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:
-        return  # optional
-    titles = list(dict.fromkeys(t for t, *_ in chart if not t.startswith("idle")))
+    """A hand-written SVG (no dependency): per scenario and peer, throughput per server
+    CPU-second and latency p99 as horizontal bars on log scales, plus idle RSS per connection."""
+    import math
+
     peers = list(dict.fromkeys(p for _, p, *_ in chart))
-    if not titles:
+    busy = list(dict.fromkeys(t for t, *_ in chart if not t.startswith("idle")))
+    idle = list(dict.fromkeys(t for t, *_ in chart if t.startswith("idle")))
+    if not busy and not idle:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(14, 0.6 * len(titles) + 3))
-    h = 0.8 / max(1, len(peers))
-    for i, peer in enumerate(peers):
-        vals = {t: (v, l) for t, p, v, l in chart if p == peer}
-        ys = [j + i * h for j in range(len(titles))]
-        axes[0].barh(ys, [(vals.get(t) or (0, 0))[0] or 0 for t in titles], height=h, label=peer)
-        axes[1].barh(ys, [((vals.get(t) or (0, 0))[1] or 0) / 1000 for t in titles], height=h, label=peer)
-    for ax, name in zip(axes, ("msgs or deliveries per server CPU-second", "latency p99 (ms)")):
-        ax.set_yticks([j + 0.4 - h / 2 for j in range(len(titles))])
-        ax.set_yticklabels(titles if ax is axes[0] else [])
-        ax.set_xlabel(name)
-        ax.invert_yaxis()
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path)
+    val = {(t, p): (h, l) for t, p, h, l in chart}
+    bar, gap, label_w, panel_w, top = 11, 10, 285, 330, 58
+    row_h = bar * len(peers) + gap
+    rows = len(busy) + len(idle)
+    height = top + row_h * rows + 30 + (40 if idle else 0) + 40
+    width = label_w + 2 * panel_w + 120
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="DejaVu Sans, Arial, sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           '<text x="10" y="18" font-size="14" font-weight="bold">sockhub and its peers: '
+           'throughput per server CPU-second and latency p99 (medians over rounds)</text>']
+    # legend
+    x = 10
+    for p in peers:
+        c = PEER_COLORS.get(p, "#7f7f7f")
+        out.append(f'<rect x="{x}" y="28" width="12" height="12" fill="{c}"/>'
+                   f'<text x="{x + 16}" y="38">{esc(p)}</text>')
+        x += 22 + 7 * len(p)
+
+    def panel(x0, title, lo, hi, titles, y0, pick, fmt, ticks):
+        """Log-scale bars for `titles` starting at y0; pick(t, p) -> value or None."""
+        span = math.log10(hi) - math.log10(lo)
+        pos = lambda v: x0 + panel_w * (math.log10(max(v, lo)) - math.log10(lo)) / span
+        out.append(f'<text x="{x0}" y="{y0 - 6}" font-weight="bold">{esc(title)}</text>')
+        yb = y0 + row_h * len(titles)
+        for tv, tl in ticks:
+            if lo <= tv <= hi:
+                tx = pos(tv)
+                out.append(f'<line x1="{tx:.1f}" y1="{y0}" x2="{tx:.1f}" y2="{yb}" stroke="#ddd"/>'
+                           f'<text x="{tx:.1f}" y="{yb + 12}" text-anchor="middle" fill="#555">{tl}</text>')
+        for i, t in enumerate(titles):
+            for j, p in enumerate(peers):
+                y = y0 + i * row_h + j * bar
+                v = pick(t, p)
+                c = PEER_COLORS.get(p, "#7f7f7f")
+                if v is None or v <= 0:
+                    out.append(f'<text x="{x0 + 3}" y="{y + bar - 2}" fill="#999" font-size="9">'
+                               f'{"no result" if (t, p) in val else "not run"}</text>')
+                    continue
+                w = max(1.0, pos(v) - x0)
+                out.append(f'<rect x="{x0}" y="{y}" width="{w:.1f}" height="{bar - 1}" fill="{c}"/>'
+                           f'<text x="{x0 + w + 3:.1f}" y="{y + bar - 2}" font-size="9">{fmt(v)}</text>')
+
+    def rng(vals, pad_lo=0.5, pad_hi=1.2):
+        vals = [v for v in vals if v and v > 0]
+        if not vals:
+            return 1, 10
+        lo = 10 ** math.floor(math.log10(min(vals) * pad_lo))
+        hi = 10 ** math.ceil(math.log10(max(vals) * pad_hi))
+        return lo, hi
+
+    def si(v):
+        for d, suf in ((1e6, "M"), (1e3, "k")):
+            if v >= d:
+                return f"{v / d:.3g}{suf}"
+        return f"{v:.3g}"
+
+    def ms(v):
+        return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+    decades = lambda unit: [(10 ** k, unit(10 ** k)) for k in range(-3, 9)]
+    y0 = top + 20
+    for i, t in enumerate(busy + idle):
+        y = y0 + i * row_h + (40 if t in idle else 0)
+        out.append(f'<text x="{label_w - 8}" y="{y + row_h / 2}" text-anchor="end">{esc(t)}</text>')
+    if busy:
+        lo, hi = rng([val[k][0] for k in val if k[0] in busy])
+        panel(label_w, "msgs (echo) / deliveries (broadcast) per server CPU-s (log)", lo, hi, busy, y0,
+              lambda t, p: (val.get((t, p)) or (None, None))[0], si, decades(si))
+        lo, hi = rng([val[k][1] / 1000 for k in val if k[0] in busy and val[k][1]])
+        panel(label_w + panel_w + 50, "latency p99, ms (log; lower is better)", lo, hi, busy, y0,
+              lambda t, p: ((val.get((t, p)) or (None, None))[1] or 0) / 1000 or None,
+              ms, decades(lambda v: f"{v:g}"))
+    if idle:
+        yi = y0 + row_h * len(busy) + 40
+        lo, hi = rng([val[k][0] for k in val if k[0] in idle])
+        panel(label_w, "idle: server RSS per connection, KB (log; lower is better)",
+              lo, hi, idle, yi, lambda t, p: (val.get((t, p)) or (None, None))[0],
+              lambda v: f"{v:.3g}", decades(lambda v: f"{v:g}"))
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":
