@@ -72,8 +72,9 @@ fn is_cookie(d: &[u8]) -> bool {
 impl Udp {
     /// sockhub sends a UDP source at most 3x what it sent until the source echoes a cookie.
     /// Before the first message: ask for one and echo it, so the session opens validated and
-    /// every broadcast is printed from the start.
-    async fn validate(&mut self) -> Result<(), String> {
+    /// every broadcast is printed from the start. Returns the cookie, echoed once more after
+    /// the first message (with client auth, `AUTH <token>` opens the session, not the echo).
+    async fn validate(&mut self) -> Result<Option<Vec<u8>>, String> {
         self.socket
             .send(COOKIE_REQUEST)
             .await
@@ -83,16 +84,12 @@ impl Udp {
         loop {
             let n = match tokio::time::timeout_at(deadline, self.socket.recv(&mut buf)).await {
                 Ok(r) => r.map_err(|e| e.to_string())?,
-                Err(_) => return Ok(()), // no cookie: carry on unvalidated
+                Err(_) => return Ok(None), // no cookie: carry on unvalidated
             };
             let d = &buf[..n];
             if is_cookie(d) {
-                return self
-                    .socket
-                    .send(d)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string());
+                self.socket.send(d).await.map_err(|e| e.to_string())?;
+                return Ok(Some(d.to_vec()));
             }
             self.early.push_back(d.to_vec());
         }
@@ -263,15 +260,22 @@ impl Conn {
                 stream.write_all(&bytes).await.map_err(|e| e.to_string())
             }
             Conn::Udp(u) => {
-                if !u.started {
+                let cookie = if u.started {
+                    None
+                } else {
                     u.started = true;
-                    u.validate().await?;
-                }
+                    u.validate().await?
+                };
                 u.socket
                     .send(text.as_bytes())
                     .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                if let Some(cookie) = cookie {
+                    // A duplicate when the echo opened the session; the proof when the first
+                    // message (`AUTH <token>`) did.
+                    u.socket.send(&cookie).await.map_err(|e| e.to_string())?;
+                }
+                Ok(())
             }
             Conn::Ws(ws) => ws
                 .send(WsMessage::text(text))

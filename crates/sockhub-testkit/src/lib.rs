@@ -430,8 +430,9 @@ impl TcpClient {
 /// A UDP client connected to the server's socket. It completes sockhub's return-routability
 /// exchange by itself (see `sockhub`'s UDP docs): before its first datagram it asks for a cookie
 /// (`SOCKHUB-COOKIE`) and echoes it, which opens its session already validated, so it receives
-/// every broadcast; any cookie received later is echoed and never returned by
-/// [`UdpClient::recv`]. For a source that never echoes, use a plain `UdpSocket`.
+/// every broadcast (with client auth on, the echo repeated after the first datagram, `AUTH`,
+/// does that); any cookie received later is echoed and never returned by [`UdpClient::recv`].
+/// For a source that never echoes, use a plain `UdpSocket`.
 pub struct UdpClient {
     socket: UdpSocket,
     /// Whether the first datagram (and with it the cookie exchange) was sent.
@@ -475,8 +476,13 @@ impl UdpClient {
             let cookie = self.recv_raw(true).await;
             // The server reads the echo before the payload: the session is validated first.
             self.socket.send(&cookie).await.expect("udp send");
+            self.socket.send(payload).await.expect("udp send");
+            // Once more after it: with client auth the session opens only with the `AUTH`
+            // datagram, so the first echo found none (a duplicate is ignored).
+            self.socket.send(&cookie).await.expect("udp send");
+        } else {
+            self.socket.send(payload).await.expect("udp send");
         }
-        self.socket.send(payload).await.expect("udp send");
     }
 
     /// The next datagram (cookies are echoed and skipped).

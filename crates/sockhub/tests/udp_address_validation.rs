@@ -294,3 +294,36 @@ async fn with_address_validation_off_every_source_gets_everything() {
     still_serving(&srv).await;
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_client_auth_the_echo_after_auth_validates() {
+    use sockhub::auth::{unix_now, Claims, TokenSecret};
+    let mut setup = Setup::default();
+    setup.config.auth.token_secret = Some("udp cookie test secret".into());
+    let srv = TestServer::start_with(setup, sockhub::Broadcast).await;
+    let token = TokenSecret::new("udp cookie test secret").mint(&Claims::new(
+        "sensor",
+        unix_now() + 60,
+        ["lobby"],
+    ));
+    // The testkit client: request, echo (opens nothing: the token must come first), AUTH,
+    // echo again (validates the session AUTH opened).
+    let udp = sockhub_testkit::UdpClient::connect(srv.udp).await;
+    udp.send(format!("AUTH {token}").as_bytes()).await;
+    srv.wait_sessions(1).await;
+    // Datagrams are read in order: once this one is relayed, the second echo has been handled.
+    let mut witness = WsClient::connect(&srv.ws_url(&format!("/ws?token={token}"))).await;
+    udp.send(b"ready").await;
+    assert_eq!(witness.recv_text().await, "ready");
+    // Queued before the client reads anything (so before it could echo an offered cookie):
+    // only a validated session gets them all.
+    let big = "y".repeat(100);
+    for i in 0..100 {
+        assert_eq!(srv.hub.publish("lobby", format!("{i:03} {big}")), 2);
+    }
+    for i in 0..100 {
+        assert_eq!(udp.recv().await, format!("{i:03} {big}").as_bytes());
+    }
+    assert_eq!(srv.hub.stats().snapshot().udp_unvalidated_dropped, 0);
+    srv.shutdown().await;
+}
