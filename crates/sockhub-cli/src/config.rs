@@ -2,7 +2,7 @@
 //! and flags (clap merges those two; a flag beats its variable).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sockhub::{Limits, Protocol, TcpFraming, TcpOptions, UdpOptions, WsOptions};
@@ -174,6 +174,9 @@ pub struct HttpSection {
     /// With permessage-deflate, also demand `client_no_context_takeover` (no inflate window
     /// kept per connection). Default false.
     pub deflate_no_context_takeover: bool,
+    /// Serve this directory's files under `/static/` (relative paths: from the working
+    /// directory). Default: none.
+    pub static_dir: Option<PathBuf>,
 }
 
 impl Default for HttpSection {
@@ -185,6 +188,7 @@ impl Default for HttpSection {
             channels: ws.channels,
             permessage_deflate: ws.deflate.enabled,
             deflate_no_context_takeover: ws.deflate.no_context_takeover,
+            static_dir: None,
         }
     }
 }
@@ -310,6 +314,7 @@ impl FileConfig {
             auth: self.auth.clone(),
             webhook: self.webhook.clone(),
             pusher: self.pusher.clone(),
+            static_dir: self.http.static_dir.clone(),
         }
     }
 
@@ -420,6 +425,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.tcp.len(), 2);
         assert_eq!(c.tcp[1].listen, Bind::Off);
+    }
+
+    #[test]
+    fn http_static_dir_reaches_the_server_config() {
+        let c: FileConfig = toml::from_str("[http]\nstatic_dir = \"site\"\n").unwrap();
+        let dir = c.to_server_config().static_dir;
+        assert_eq!(dir.as_deref(), Some(Path::new("site")));
+        let c: FileConfig = toml::from_str("").unwrap();
+        assert_eq!(c.to_server_config().static_dir, None);
     }
 
     #[test]

@@ -65,6 +65,10 @@ struct ServeArgs {
     /// per connection (less memory, a little less compression).
     #[arg(long, env = "SOCKHUB_DEFLATE_NO_CONTEXT_TAKEOVER")]
     deflate_no_context_takeover: bool,
+    /// Serve this directory's files under /static/ on the HTTP listener (your front end):
+    /// GET/HEAD, no listings, hidden files and anything outside it refused.
+    #[arg(long, env = "SOCKHUB_STATIC_DIR", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
     /// Raw TCP listener address, or `off`. [default: 127.0.0.1:1935]
     #[arg(long, env = "SOCKHUB_TCP", value_name = "ADDR")]
     tcp: Option<Bind>,
@@ -257,6 +261,9 @@ fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
     if args.deflate_no_context_takeover {
         cfg.http.deflate_no_context_takeover = true;
     }
+    if let Some(d) = &args.static_dir {
+        cfg.http.static_dir = Some(d.clone());
+    }
     let tcp = &mut cfg.tcp[0];
     if let Some(b) = args.tcp {
         tcp.listen = b;
@@ -398,6 +405,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             max_connections = cfg.limits.max_connections,
             "sockhub listening"
         );
+        if let Some(dir) = &cfg.http.static_dir {
+            tracing::info!(dir = %dir.display(), "serving static files under /static/");
+        }
         if cfg.pusher_demo {
             let app = &cfg.pusher[0];
             tracing::info!(

@@ -7,7 +7,9 @@
 //! server restarts on the same port and the pages reconnect, and the dashboard's counts follow.
 //! This test owns the server: it answers the script's `NEED` lines (send from a TCP client, close
 //! it, restart the server) and checks every `RESULT` against what it knows (session ids from the
-//! server log). Screenshots go to `target/browser-screenshots/` (or `SOCKHUB_SCREENSHOT_DIR`).
+//! server log). `tests/browser/pusher.mjs` runs pusher-js on a page sockhub serves with
+//! `--static-dir` (see the last test). Screenshots go to `target/browser-screenshots/` (or
+//! `SOCKHUB_SCREENSHOT_DIR`).
 
 mod common;
 
@@ -52,9 +54,10 @@ fn screenshot_dir() -> PathBuf {
     }
 }
 
-/// Decides whether the test can run: a missing browser, Node or npm package fails it, unless
+/// Decides whether the test can run: a missing browser, Node or npm package (playwright-core,
+/// and each `(folder under tests/, package)` of `npm`) fails it, unless
 /// `SOCKHUB_ALLOW_MISSING_PEERS=1` turns that into a reported skip (as in `peers.rs`).
-fn browser_present(test: &str) -> bool {
+fn browser_present(test: &str, npm: &[(&str, &str)]) -> bool {
     let mut missing = Vec::new();
     if !chromium().is_file() {
         missing.push(format!(
@@ -76,13 +79,20 @@ fn browser_present(test: &str) -> bool {
                 .to_string(),
         );
     }
-    let package = repo_root().join("tests/browser/node_modules/playwright-core/package.json");
-    if !package.is_file() {
-        missing.push(format!(
-            "the npm package playwright-core is not installed in tests/browser\n  install: \
-             `cd {} && npm ci` (or run scripts/test, which does it)",
-            repo_root().join("tests/browser").display()
-        ));
+    for (folder, name) in std::iter::once(&("browser", "playwright-core")).chain(npm) {
+        let dir = repo_root().join("tests").join(folder);
+        if !dir
+            .join("node_modules")
+            .join(name)
+            .join("package.json")
+            .is_file()
+        {
+            missing.push(format!(
+                "the npm package {name} is not installed in tests/{folder}\n  install: \
+                 `cd {} && npm ci` (or run scripts/test, which does it)",
+                dir.display()
+            ));
+        }
     }
     if missing.is_empty() {
         return true;
@@ -108,12 +118,12 @@ struct Driver {
 }
 
 impl Driver {
-    /// Runs `demo.mjs` against `url` with `extra` arguments (`--scenario …`).
-    fn start(url: &str, out: &Path, extra: &[&str]) -> Driver {
+    /// Runs `script` (in tests/browser) against `url` with `extra` arguments (`--scenario …`).
+    fn start(script: &str, url: &str, out: &Path, extra: &[&str]) -> Driver {
         let dir = repo_root().join("tests/browser");
         let mut child = Command::new(node())
             .current_dir(&dir)
-            .arg("demo.mjs")
+            .arg(script)
             .args(["--url", url])
             .arg("--out")
             .arg(out)
@@ -124,7 +134,7 @@ impl Driver {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn node tests/browser/demo.mjs");
+            .unwrap_or_else(|e| panic!("spawn node tests/browser/{script}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let stdin = child.stdin.take().expect("stdin");
         let (tx, lines) = mpsc::channel();
@@ -252,7 +262,7 @@ fn number(v: &Value) -> u64 {
 
 #[test]
 fn demo_page_and_dashboard_in_headless_chromium() {
-    if !browser_present("demo_page_and_dashboard_in_headless_chromium") {
+    if !browser_present("demo_page_and_dashboard_in_headless_chromium", &[]) {
         return;
     }
     let started = Instant::now();
@@ -265,7 +275,12 @@ fn demo_page_and_dashboard_in_headless_chromium() {
     std::fs::create_dir_all(&out).expect("screenshot dir");
     eprintln!("screenshots: {}", out.display());
 
-    let mut driver = Driver::start(&format!("http://{http}"), &out, &["--scenario", "demo"]);
+    let mut driver = Driver::start(
+        "demo.mjs",
+        &format!("http://{http}"),
+        &out,
+        &["--scenario", "demo"],
+    );
     let mut tcp_clients = Vec::new();
     let report = driver.run(started, |need| {
         if let Some(text) = need.strip_prefix("tcp-send ") {
@@ -411,7 +426,7 @@ fn demo_page_and_dashboard_in_headless_chromium() {
 /// URL without leaving it in the address bar.
 #[test]
 fn dashboard_asks_for_the_api_key() {
-    if !browser_present("dashboard_asks_for_the_api_key") {
+    if !browser_present("dashboard_asks_for_the_api_key", &[]) {
         return;
     }
     let started = Instant::now();
@@ -421,6 +436,7 @@ fn dashboard_asks_for_the_api_key() {
     let out = screenshot_dir();
     std::fs::create_dir_all(&out).expect("screenshot dir");
     let mut driver = Driver::start(
+        "demo.mjs",
         &format!("http://{http}"),
         &out,
         &["--scenario", "api-key", "--key", key],
@@ -435,4 +451,123 @@ fn dashboard_asks_for_the_api_key() {
         .screenshot_names()
         .contains(&"dashboard-api-key.png".to_string()));
     assert!(hub.stop("TERM").success());
+}
+
+/// pusher-js in a real browser, on a page sockhub serves itself: `--static-dir` holds
+/// `tests/browser/pusher/index.html` and pusher-js's browser build (`dist/web/pusher.min.js`,
+/// copied from npm's package in tests/pusher), and `tests/browser/pusher.mjs` plays the app's
+/// backend (an auth endpoint and the `pusher` server SDK). Two pages subscribe to a public and
+/// a private channel (and are refused a third by the auth endpoint); events triggered through
+/// the HTTP API appear on both, and a client event from each page reaches the other only.
+#[test]
+fn pusher_js_in_headless_chromium_on_a_page_served_by_sockhub() {
+    let test = "pusher_js_in_headless_chromium_on_a_page_served_by_sockhub";
+    if !browser_present(test, &[("pusher", "pusher-js"), ("pusher", "pusher")]) {
+        return;
+    }
+    let started = Instant::now();
+    // The front end's folder, as a user would have it: the page and the library's build.
+    let site =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pusher-site-{}", std::process::id()));
+    std::fs::create_dir_all(&site).expect("site dir");
+    let root = repo_root();
+    for (from, to) in [
+        ("tests/browser/pusher/index.html", "index.html"),
+        (
+            "tests/pusher/node_modules/pusher-js/dist/web/pusher.min.js",
+            "pusher.min.js",
+        ),
+    ] {
+        std::fs::copy(root.join(from), site.join(to))
+            .unwrap_or_else(|e| panic!("copy {from}: {e}"));
+    }
+    let (app_id, key, secret) = ("4242", "browser-key", "browser-secret");
+    let app = format!("{app_id}:{key}:{secret}");
+    let site_arg = site.to_str().expect("utf-8 path");
+    let mut hub = Sockhub::serve(&["--pusher-app", &app, "--static-dir", site_arg]);
+    hub.wait_for_line("serving static files under /static/");
+    let http = hub.http.expect("http listener");
+    let out = screenshot_dir();
+    std::fs::create_dir_all(&out).expect("screenshot dir");
+    let mut driver = Driver::start(
+        "pusher.mjs",
+        &format!("http://{http}"),
+        &out,
+        &["--app-id", app_id, "--key", key, "--secret", secret],
+    );
+    let report = driver.run(started, |need| panic!("unexpected NEED {need:?}"));
+    let r = &report.results;
+
+    // Both files came from --static-dir with their types.
+    assert_eq!(number(&r["page_status"]), 200);
+    assert!(
+        r["page_content_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{r:?}"
+    );
+    assert_eq!(number(&r["js_status"]), 200);
+    assert!(
+        r["js_content_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("text/javascript"),
+        "{r:?}"
+    );
+
+    // Two connections with Pusher socket ids; the refused channel shows the auth's 403.
+    for page in ["A", "B"] {
+        let socket = r[&format!("{page}_socket")].as_str().unwrap();
+        let id = socket
+            .strip_prefix("socket ")
+            .unwrap_or_else(|| panic!("{socket}"));
+        let (x, y) = id.split_once('.').unwrap_or_else(|| panic!("{id}"));
+        assert!(x.parse::<u64>().is_ok() && y.parse::<u64>().is_ok(), "{id}");
+        assert_eq!(r[&format!("{page}_vault")], "private · refused (403)");
+    }
+    assert_ne!(r["A_socket"], r["B_socket"]);
+    // The auth endpoint was asked for each private channel by each page, never for `news`.
+    assert_eq!(
+        r["auth_requests"],
+        serde_json::json!([
+            "private-room",
+            "private-room",
+            "private-vault",
+            "private-vault"
+        ])
+    );
+
+    // Triggered through the HTTP API by the server SDK: on both pages.
+    for page in ["A", "B"] {
+        let news = &r[&format!("{page}_news")];
+        assert_eq!(news["event"], "headline");
+        assert_eq!(news["data"]["text"], "sockhub speaks Pusher");
+        let room = &r[&format!("{page}_room")];
+        assert_eq!(room["event"], "alert");
+        assert_eq!(
+            room["data"],
+            serde_json::json!({"text": "for subscribers only", "level": 2})
+        );
+    }
+
+    // Client events cross from page to page and are not echoed to their sender.
+    assert_eq!(
+        r["B_client_event"]["data"],
+        serde_json::json!({"text": "typed in page A", "from": "A"})
+    );
+    assert_eq!(
+        r["A_client_event"]["data"],
+        serde_json::json!({"text": "answered from page B", "from": "B"})
+    );
+    assert_eq!(number(&r["A_echoed"]), 0);
+    assert_eq!(number(&r["B_echoed"]), 0);
+    assert_eq!(r["A_vault_after"], "refused");
+
+    let names = report.screenshot_names();
+    for want in ["pusher-a.png", "pusher-b.png"] {
+        assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
+    }
+    assert!(hub.stop("TERM").success());
+    let _ = std::fs::remove_dir_all(&site);
 }

@@ -231,6 +231,10 @@ pub struct ServerConfig {
     /// Pusher Channels apps (the `/app/{key}` WebSocket and `/apps/{id}/…` API); empty: the
     /// Pusher protocol is off.
     pub pusher: Vec<PusherApp>,
+    /// A directory of the application's own files (its front end), served under `/static/` on
+    /// the HTTP listener: GET/HEAD only, no listings, nothing outside it (see the
+    /// `static_files` module). `None` (the default): no `/static/` route.
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 /// One Pusher Channels app: what `pusher-js`, Laravel Echo and the Pusher server SDKs are
@@ -312,6 +316,11 @@ impl ServerConfig {
         }
         if self.api.key.as_deref() == Some("") {
             return Err("api.key must not be empty".into());
+        }
+        if let Some(dir) = &self.static_dir {
+            if !dir.is_dir() {
+                return Err(format!("static_dir {}: no such directory", dir.display()));
+            }
         }
         for (i, a) in self.pusher.iter().enumerate() {
             if a.app_id.is_empty() || !a.app_id.bytes().all(|b| b.is_ascii_digit()) {

@@ -47,6 +47,7 @@ pub(crate) fn router(server: Arc<ServerShared>) -> Router {
         .merge(crate::api::routes())
         .merge(crate::pusher::api::routes())
         .merge(crate::dashboard::routes())
+        .merge(crate::static_files::routes(&server.config))
         .fallback(not_found)
         .with_state(server)
 }

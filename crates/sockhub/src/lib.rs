@@ -50,6 +50,7 @@
 //! | [`broker`] | the [`Broker`] seam to other nodes, and the single-node [`MemoryBroker`] |
 //! | [`pusher`] | the Pusher Channels protocol (WebSocket `/app/{key}`, HTTP `/apps/{id}/…`) over the same hub |
 //! | [`relay`] | a [`Broker`] over any pub/sub server (Redis, NATS): envelopes, heartbeats, routing, reconnects |
+//! | `static_files` | the user's own files (`--static-dir`) under `/static/`: tower-http's `ServeDir`, confined to the directory |
 //! | [`server`] | [`Server`]: runs listeners until a shutdown future, then drains |
 //! | [`config`] | [`Limits`] and per-listener options, with their defaults |
 //! | [`stats`] | counters of everything the server does, drops and disconnects included |
@@ -80,6 +81,7 @@ mod rate;
 pub mod relay;
 pub mod server;
 pub mod session;
+mod static_files;
 pub mod stats;
 mod transport;
 pub mod webhook;
