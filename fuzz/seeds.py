@@ -349,6 +349,22 @@ for name, data in json_commands.items():
     write("json_command", name, data)
 
 # ---- WebSocket upgrade requests: method, query ("-" for none), header lines ---------------------
+# http_publish: one byte of size limit (x4 bytes), then a POST /api/publish body.
+http_publish = {
+    "text": b"\x40" + b'{"channel":"lobby","data":"hello"}',
+    "binary_to_two": b"\x40" + b'{"channels":["a","b","a"],"data_base64":"AAH/"}',
+    "exclude": b"\x40" + b'{"channel":"a","data":"x","exclude_session":"7"}',
+    "unknown_field": b"\x40" + b'{"channel":"a","data":"x","colour":1}',
+    "both_channel_forms": b"\x40" + b'{"channel":"a","channels":["b"],"data":""}',
+    "bad_channel": b"\x40" + b'{"channel":"a b","data":""}',
+    "too_large": b"\x01" + b'{"channel":"a","data":"12345"}',
+    "bad_base64": b"\x40" + b'{"channel":"a","data_base64":"***"}',
+    "not_json": b"\x40" + b'{"channel":',
+}
+for name, data in http_publish.items():
+    write("http_publish", name, data)
+
+
 def upgrade(method="GET", query="-", headers=()):
     return "\n".join([method, query] + [f"{k}: {v}" for k, v in headers]).encode()
 

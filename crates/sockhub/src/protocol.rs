@@ -324,7 +324,7 @@ pub(crate) fn parse_command(bytes: &[u8]) -> Result<Command, String> {
 /// serde quotes the client's own text in its messages (an unknown `type`, say), control
 /// characters included: escape them so a reason stays one line (found by the `json_command`
 /// fuzz target: `{"type":"x\n"}` gave a two-line reason).
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() {

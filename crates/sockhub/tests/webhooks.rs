@@ -235,6 +235,11 @@ async fn udp_and_tcp_peers_go_through_the_connect_webhook_too() {
         connects.iter().filter(|e| e["transport"] == "udp").count(),
         1
     );
+    // Its cookie echo while it waited for the backend counted: it is validated, so a
+    // broadcast far over 3x what it sent still reaches it.
+    let big = "b".repeat(600);
+    ws.send_text(&big).await;
+    assert_eq!(udp.recv().await, big.as_bytes());
 
     // TCP on the default listener: admitted.
     let mut tcp = sockhub_testkit::TcpClient::connect(srv.tcp[0]).await;
@@ -243,5 +248,56 @@ async fn udp_and_tcp_peers_go_through_the_connect_webhook_too() {
     // TCP on the refused listener: the reason as an error line.
     let mut refused = sockhub_testkit::TcpClient::connect(srv.tcp[1]).await;
     assert_eq!(refused.read_line().await, "ERROR 4009 rejected: not you");
+    srv.shutdown().await;
+}
+
+/// A backend that takes 300 ms to accept each connect.
+async fn slow_backend() -> SocketAddr {
+    let app = axum::Router::new().route(
+        "/",
+        post(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ""
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn a_udp_source_that_echoes_its_cookie_while_waiting_for_the_backend_is_validated() {
+    let addr = slow_backend().await;
+    let setup = hooked(
+        format!("http://{addr}/"),
+        Duration::from_secs(5),
+        WebhookFailure::Reject,
+    );
+    let srv = TestServer::start_with(setup, sockhub::Broadcast).await;
+    let mut ws = WsClient::connect(&srv.ws_url("/ws")).await; // waits 300 ms itself
+    let raw = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    raw.connect(srv.udp).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    // A cookie first (answered at once, nothing stored), then a message — the source now
+    // waits for the backend — and the echo while it waits.
+    raw.send(b"SOCKHUB-COOKIE").await.unwrap();
+    let n = sockhub_testkit::within("cookie", raw.recv(&mut buf))
+        .await
+        .unwrap();
+    let cookie = buf[..n].to_vec();
+    raw.send(b"hello").await.unwrap();
+    raw.send(&cookie).await.unwrap();
+    assert_eq!(ws.recv_text().await, "hello");
+    let big = "b".repeat(600);
+    ws.send_text(&big).await;
+    let n = sockhub_testkit::within("broadcast", raw.recv(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(
+        &buf[..n],
+        big.as_bytes(),
+        "validated: not limited to 3x 'hello'"
+    );
     srv.shutdown().await;
 }

@@ -78,10 +78,19 @@ struct Listener {
     socket: Arc<UdpSocket>,
     /// Known peers.
     peers: PeerTable,
-    /// Sources waiting for the connect webhook's answer, with the datagrams they sent meanwhile.
-    pending: Arc<Mutex<HashMap<SocketAddr, Vec<Bytes>>>>,
+    /// Sources waiting for the connect webhook's answer.
+    pending: Arc<Mutex<HashMap<SocketAddr, Pending>>>,
     /// Options of this listener.
     options: UdpOptions,
+}
+
+/// A source waiting for the connect webhook.
+#[derive(Default)]
+struct Pending {
+    /// Messages it sent meanwhile (at most [`MAX_PENDING`]), delivered once it is admitted.
+    waiting: Vec<Bytes>,
+    /// It echoed a valid cookie meanwhile: its session starts validated.
+    validated: bool,
 }
 
 /// What became of a new source.
@@ -149,15 +158,17 @@ impl Listener {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(addr, Vec::new());
+            .insert(addr, Pending::default());
         let first = first
             .filter(|_| first_is_message)
             .map(Bytes::copy_from_slice);
         let received = first.as_ref().map_or(0, Bytes::len).max(1);
         let this = self.clone_parts();
+        // What `Validator::validated_credit` gives: a source that echoed its cookie.
+        let validated_credit = Credit::new(0, false);
         server.tracker.spawn(async move {
             let admitted = this.server.admit(knock).await;
-            let waiting = this
+            let Pending { waiting, validated } = this
                 .pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -165,6 +176,7 @@ impl Listener {
                 .unwrap_or_default();
             match admitted {
                 Ok(session) => {
+                    let credit = if validated { validated_credit } else { credit };
                     this.start_peer(addr, credit, session.clone(), permit);
                     for d in first.into_iter().chain(waiting) {
                         this.server.hub.stats().message_in();
@@ -276,17 +288,26 @@ pub(crate) async fn run(server: Arc<ServerShared>, socket: UdpSocket, options: U
             continue;
         }
         let epoch = Validator::epoch(started.elapsed());
-        if let Some(waiting) = listener
+        if let Some(pending) = listener
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(&addr)
         {
-            // Cookie traffic is repeated by the client if it matters; messages are kept.
-            if control.is_none() && waiting.len() < MAX_PENDING {
-                waiting.push(Bytes::copy_from_slice(datagram));
-            } else if control.is_none() {
-                server.hub.stats().udp_pending_dropped();
+            match control {
+                // Cookie traffic is answered as for an unknown source; a valid echo is
+                // remembered, so the session starts validated once admitted.
+                Some(control) => match validator.on_control(addr, control, None, n, epoch) {
+                    Answer::Reply(reply) => {
+                        let _ = socket.try_send_to(&reply, addr);
+                    }
+                    Answer::Open => pending.validated = true,
+                    Answer::Nothing => {}
+                },
+                None if pending.waiting.len() < MAX_PENDING => {
+                    pending.waiting.push(Bytes::copy_from_slice(datagram));
+                }
+                None => server.hub.stats().udp_pending_dropped(),
             }
             continue;
         }
