@@ -254,6 +254,9 @@ pub struct UdpSection {
     pub protocol: Protocol,
     /// Channels every peer joins on its first datagram. Default `["lobby"]`.
     pub channels: Vec<String>,
+    /// Return-routability check (a source is sent at most 3x what it sent until it echoes a
+    /// cookie). Default true; turn off only where source addresses cannot be spoofed.
+    pub address_validation: bool,
 }
 
 impl Default for UdpSection {
@@ -263,6 +266,7 @@ impl Default for UdpSection {
             listen: Bind::At(([127, 0, 0, 1], 1935).into()),
             protocol: o.protocol,
             channels: o.channels,
+            address_validation: o.address_validation,
         }
     }
 }
@@ -273,7 +277,7 @@ impl UdpSection {
         UdpOptions {
             protocol: self.protocol,
             channels: self.channels.clone(),
-            ..UdpOptions::default()
+            address_validation: self.address_validation,
         }
     }
 }

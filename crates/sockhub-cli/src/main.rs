@@ -85,6 +85,10 @@ struct ServeArgs {
     /// UDP wire protocol: `raw` or `json`. [default: raw]
     #[arg(long, env = "SOCKHUB_UDP_PROTOCOL", value_name = "PROTOCOL", value_parser = config::parse_protocol)]
     udp_protocol: Option<Protocol>,
+    /// UDP return-routability check: `on` (a source gets at most 3x what it sent until it
+    /// echoes a cookie) or `off` (only where source addresses cannot be spoofed). [default: on]
+    #[arg(long, env = "SOCKHUB_UDP_ADDRESS_VALIDATION", value_name = "on|off", value_parser = parse_on_off)]
+    udp_address_validation: Option<bool>,
     /// Sessions open at once, all transports (beyond it: HTTP 503 / `ERROR 1013` line).
     /// [default: 10000]
     #[arg(long, env = "SOCKHUB_MAX_CONNECTIONS", value_name = "N")]
@@ -218,6 +222,14 @@ fn demo_secret() -> String {
     }
 }
 
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        other => Err(format!("expected on or off, not {other:?}")),
+    }
+}
+
 fn parse_policy(s: &str) -> Result<OverflowPolicy, String> {
     match s {
         "disconnect" => Ok(OverflowPolicy::Disconnect),
@@ -276,6 +288,9 @@ fn resolve(args: &ServeArgs) -> Result<FileConfig, String> {
     }
     if let Some(b) = args.udp {
         cfg.udp.listen = b;
+    }
+    if let Some(v) = args.udp_address_validation {
+        cfg.udp.address_validation = v;
     }
     if let Some(p) = args.udp_protocol {
         cfg.udp.protocol = p;

@@ -263,3 +263,27 @@ fn workers_sets_the_runtime_threads() {
     assert!(threads >= 6, "{threads} threads");
     assert!(s.stop("TERM").success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_address_validation_can_be_turned_off_and_bad_values_are_refused() {
+    let (code, _, err) = run(&["serve", "--udp-address-validation", "maybe"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected on or off"), "{err}");
+
+    let mut hub = Sockhub::serve(&["--udp-address-validation", "off"]);
+    let mut ws = WsClient::connect(&hub.ws_url("/ws")).await;
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp.connect(hub.udp.expect("udp")).await.unwrap();
+    // A source that never echoes a cookie: with validation off it gets a broadcast far over
+    // 3x the 2 bytes it sent.
+    udp.send(b"hi").await.unwrap();
+    assert_eq!(ws.recv_text().await, "hi");
+    let big = "x".repeat(600);
+    ws.send_text(&big).await;
+    let mut buf = [0u8; 1024];
+    let n = sockhub_testkit::within("broadcast", udp.recv(&mut buf))
+        .await
+        .unwrap();
+    assert_eq!(&buf[..n], big.as_bytes());
+    assert!(hub.stop("TERM").success());
+}
