@@ -60,7 +60,16 @@ pub struct Message {
     kind: MessageKind,
     /// The bytes, shared with every subscriber that receives them.
     payload: Bytes,
-    /// An event name (Pusher's `event`, json's `event`); `None` for plain messages.
+    /// Event name and sending user, for protocols that carry them (Pusher); `None` for plain
+    /// messages. One pointer, so a plain message stays small (it is queued per read and held
+    /// by every publication).
+    meta: Option<std::sync::Arc<Meta>>,
+}
+
+/// What some protocols add to a message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Meta {
+    /// An event name (Pusher's `event`, json's `event`).
     event: Option<std::sync::Arc<str>>,
     /// The user who sent it, when the protocol says so (Pusher's `user_id` on client events
     /// in presence channels).
@@ -73,8 +82,7 @@ impl Message {
         Message {
             kind: MessageKind::Text,
             payload: Bytes::from(text.into()),
-            event: None,
-            user: None,
+            meta: None,
         }
     }
 
@@ -83,8 +91,7 @@ impl Message {
         Message {
             kind: MessageKind::Binary,
             payload: payload.into(),
-            event: None,
-            user: None,
+            meta: None,
         }
     }
 
@@ -99,8 +106,7 @@ impl Message {
         Message {
             kind,
             payload,
-            event: None,
-            user: None,
+            meta: None,
         }
     }
 
@@ -113,8 +119,7 @@ impl Message {
         Message {
             kind: MessageKind::Text,
             payload,
-            event: None,
-            user: None,
+            meta: None,
         }
     }
 
@@ -145,24 +150,26 @@ impl Message {
     /// The same message with an event name (what Pusher clients see as `event`; json clients
     /// get an `event` field; raw clients only see the payload).
     pub fn with_event(mut self, event: impl Into<std::sync::Arc<str>>) -> Self {
-        self.event = Some(event.into());
+        std::sync::Arc::make_mut(self.meta.get_or_insert_with(Default::default)).event =
+            Some(event.into());
         self
     }
 
     /// The event name, if any.
     pub fn event(&self) -> Option<&str> {
-        self.event.as_deref()
+        self.meta.as_ref()?.event.as_deref()
     }
 
     /// The same message with the sending user's id.
     pub fn with_user(mut self, user: impl Into<std::sync::Arc<str>>) -> Self {
-        self.user = Some(user.into());
+        std::sync::Arc::make_mut(self.meta.get_or_insert_with(Default::default)).user =
+            Some(user.into());
         self
     }
 
     /// The sending user's id, if the protocol carried one.
     pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+        self.meta.as_ref()?.user.as_deref()
     }
 
     /// Payload length in bytes.

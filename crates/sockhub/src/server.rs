@@ -96,7 +96,10 @@ impl ServerShared {
                 peer: knock.peer,
                 user: identity.as_deref().map(|c| c.sub.as_str()),
             };
-            match webhooks.connect(&subject, &channels).await {
+            // Boxed: the webhook request's future is large, and kept inline it would enlarge
+            // every WebSocket handshake's future (and the heap it leaves behind) even on
+            // servers without webhooks.
+            match Box::pin(webhooks.connect(&subject, &channels)).await {
                 Admission::Accept(Some(assigned)) => channels = assigned,
                 Admission::Accept(None) => {}
                 Admission::Refuse(reason) => {
