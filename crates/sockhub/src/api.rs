@@ -537,7 +537,7 @@ async fn stats(_: Authorized, State(server): State<Arc<ServerShared>>) -> Respon
     });
     ok(&Stats {
         connections,
-        channels: server.hub.channels().len(),
+        channels: server.hub.channel_count(),
         broker: server.hub.broker_name(),
         cluster,
         counters,

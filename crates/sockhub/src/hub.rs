@@ -196,6 +196,15 @@ impl Hub {
         v
     }
 
+    /// Channels with at least one local subscriber, counted without listing them.
+    pub fn channel_count(&self) -> usize {
+        self.inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// Local subscribers of one channel (0 if it has none).
     pub fn subscribers(&self, channel: &str) -> usize {
         let map = self

@@ -66,7 +66,7 @@ pub(crate) fn render(server: &ServerShared) -> String {
         "sockhub_channels",
         "gauge",
         "Channels with at least one local subscriber.",
-        server.hub.channels().len() as u64,
+        server.hub.channel_count() as u64,
     );
     w.one(
         "sockhub_messages_received_total",
