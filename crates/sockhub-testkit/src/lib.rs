@@ -4,6 +4,7 @@
 
 pub mod brokers;
 mod http;
+pub mod pusher;
 
 pub use http::http_exchange;
 

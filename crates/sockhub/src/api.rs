@@ -372,7 +372,7 @@ async fn channels(
     query: Result<Query<ChannelsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let mut list = cluster_channels(&server);
+    let mut list = server.hub.cluster_channels();
     if let Some(prefix) = &q.prefix {
         list.retain(|c| c.name.starts_with(prefix.as_str()));
     }
@@ -390,10 +390,7 @@ async fn channel(
 ) -> Result<Response, ApiError> {
     validate_channel_name(&name)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_channel", e))?;
-    let subscribers = cluster_channels(&server)
-        .into_iter()
-        .find(|c| c.name == name)
-        .map_or(0, |c| c.subscribers);
+    let subscribers = server.hub.cluster_subscribers(&name);
     #[derive(Serialize)]
     struct Channel {
         name: String,
@@ -405,26 +402,6 @@ async fn channel(
         subscribers,
         occupied: subscribers > 0,
     }))
-}
-
-/// Channels with subscriber counts on every node: this node's now, the others' from their last
-/// heartbeat (at most a few seconds old).
-fn cluster_channels(server: &ServerShared) -> Vec<crate::hub::ChannelInfo> {
-    let mut list = server.hub.channels();
-    let Some(cluster) = server.hub.cluster() else {
-        return list;
-    };
-    let mut merged: std::collections::BTreeMap<String, usize> =
-        list.drain(..).map(|c| (c.name, c.subscribers)).collect();
-    for peer in &cluster.peers {
-        for (name, n) in &peer.channels {
-            *merged.entry(name.clone()).or_default() += *n as usize;
-        }
-    }
-    merged
-        .into_iter()
-        .map(|(name, subscribers)| crate::hub::ChannelInfo { name, subscribers })
-        .collect()
 }
 
 fn session_id(raw: &str) -> Result<SessionId, ApiError> {
@@ -531,7 +508,7 @@ async fn stats(_: Authorized, State(server): State<Arc<ServerShared>>) -> Respon
     let connections = counters.ws_connections + counters.tcp_connections + counters.udp_sessions;
     let cluster = server.hub.cluster().map(|c| Cluster {
         connections: connections + c.peers.iter().map(|p| p.connections).sum::<u64>(),
-        channels: cluster_channels(&server).len(),
+        channels: server.hub.cluster_channels().len(),
         node: c.node,
         nodes: c.peers,
     });

@@ -77,6 +77,10 @@ pub trait Broker: Send + Sync + 'static {
     fn counters(&self) -> BrokerCounters {
         BrokerCounters::default()
     }
+
+    /// This node's shared state changed (Pusher presence members): tell the other nodes soon
+    /// rather than at the next periodic heartbeat.
+    fn announce(&self) {}
 }
 
 /// What a broker knows about the other nodes of the cluster (from their heartbeats).
@@ -97,7 +101,13 @@ pub struct PeerNode {
     pub connections: u64,
     /// Its channels with their local subscriber counts.
     pub channels: Vec<(String, u64)>,
+    /// Its Pusher presence members: channel → (user id, user info).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presence: PresenceList,
 }
+
+/// Presence members per channel, as a node announces them.
+pub type PresenceList = Vec<(String, Vec<(String, serde_json::Value)>)>;
 
 /// Relay counters of a broker.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -139,6 +149,11 @@ pub(crate) trait LocalDelivery: Send + Sync {
     fn close_local(&self, id: SessionId, reason: &str) -> bool;
     /// Local sessions and channels with their subscriber counts (for heartbeats).
     fn local_view(&self) -> (u64, Vec<(String, u64)>);
+    /// Local Pusher presence members (for heartbeats).
+    fn local_presence(&self) -> PresenceList;
+    /// What the broker knows of other nodes changed (a heartbeat arrived, or a peer may have
+    /// expired).
+    fn peers_changed(&self);
 }
 
 /// How a broker delivers a publish from another node to this node's subscribers.
@@ -195,5 +210,21 @@ impl BrokerSink {
             .upgrade()
             .map(|h| h.local_view())
             .unwrap_or_default()
+    }
+
+    /// This node's Pusher presence members, per channel.
+    pub fn local_presence(&self) -> PresenceList {
+        self.hub
+            .upgrade()
+            .map(|h| h.local_presence())
+            .unwrap_or_default()
+    }
+
+    /// Tells the hub that the cluster view changed: a heartbeat arrived, or time passed and a
+    /// peer may have expired. Cheap when nothing depends on the view.
+    pub fn peers_changed(&self) {
+        if let Some(h) = self.hub.upgrade() {
+            h.peers_changed();
+        }
     }
 }

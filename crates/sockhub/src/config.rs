@@ -257,6 +257,14 @@ pub struct PusherApp {
     /// Where Pusher webhooks go (`http://`): channel_occupied / channel_vacated, member_added /
     /// member_removed, client_event, signed with `X-Pusher-Signature`. Default none.
     pub webhook_url: Option<String>,
+    /// Connections this app may hold on this node; beyond it a new one gets `pusher:error`
+    /// 4004 and is closed with 4004 ("over quota"). 0 (the default): no limit of its own
+    /// (the server's `max_connections` still applies, answered with 4100).
+    pub max_connections: usize,
+    /// Send `pusher_internal:subscription_count` to a channel's subscribers whenever a Pusher
+    /// client of this app subscribes to or leaves it (not on presence channels, which count
+    /// members). Default false, as on Pusher, where it is an app setting.
+    pub subscription_count: bool,
 }
 
 impl Default for PusherApp {
@@ -269,6 +277,8 @@ impl Default for PusherApp {
             max_client_events_per_second: 10,
             allowed_origins: Vec::new(),
             webhook_url: None,
+            max_connections: 0,
+            subscription_count: false,
         }
     }
 }

@@ -58,10 +58,21 @@ pub(crate) struct HubInner {
     /// Told when a channel gains its first local subscriber (`true`) or loses its last
     /// (`false`); called under the channel lock, so it must only queue (Pusher webhooks).
     pub(crate) channel_observer: std::sync::OnceLock<ChannelObserver>,
+    /// State shared with other nodes beyond channels (Pusher presence), when an adapter keeps
+    /// some.
+    pub(crate) cluster_hooks: std::sync::OnceLock<ClusterHooks>,
 }
 
 /// See `HubInner::channel_observer`.
 pub(crate) type ChannelObserver = Box<dyn Fn(&str, bool) + Send + Sync>;
+
+/// See `HubInner::cluster_hooks`.
+pub(crate) struct ClusterHooks {
+    /// This node's presence members, for its heartbeats.
+    pub local_presence: Box<dyn Fn() -> crate::broker::PresenceList + Send + Sync>,
+    /// The broker's view of the other nodes changed. Runs on the broker's task; must not block.
+    pub peers_changed: Box<dyn Fn(&HubInner) + Send + Sync>,
+}
 
 /// The hub's view of one session; the transport's driver holds the same `Arc`.
 pub(crate) struct SessionShared {
@@ -152,6 +163,7 @@ impl Hub {
             stats: Stats::default(),
             epoch: tokio::time::Instant::now(),
             channel_observer: std::sync::OnceLock::new(),
+            cluster_hooks: std::sync::OnceLock::new(),
         });
         let hub: Weak<dyn LocalDelivery> = Arc::downgrade(&inner) as Weak<HubInner>;
         inner.broker.attach(BrokerSink { hub });
@@ -194,6 +206,39 @@ impl Hub {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// Channels with subscribers on any node, with their counts: this node's now, the others'
+    /// from their last heartbeat (at most a few seconds old). Sorted by name.
+    pub fn cluster_channels(&self) -> Vec<ChannelInfo> {
+        let mut list = self.channels();
+        let Some(cluster) = self.cluster() else {
+            return list;
+        };
+        let mut merged: std::collections::BTreeMap<String, usize> =
+            list.drain(..).map(|c| (c.name, c.subscribers)).collect();
+        for peer in &cluster.peers {
+            for (name, n) in &peer.channels {
+                *merged.entry(name.clone()).or_default() += *n as usize;
+            }
+        }
+        merged
+            .into_iter()
+            .map(|(name, subscribers)| ChannelInfo { name, subscribers })
+            .collect()
+    }
+
+    /// Subscribers of one channel on every node (the others' as of their last heartbeat).
+    pub fn cluster_subscribers(&self, channel: &str) -> usize {
+        let remote: u64 = self.cluster().map_or(0, |c| {
+            c.peers
+                .iter()
+                .flat_map(|p| p.channels.iter())
+                .filter(|(name, _)| name == channel)
+                .map(|(_, n)| *n)
+                .sum()
+        });
+        self.subscribers(channel) + remote as usize
     }
 
     /// Channels with at least one local subscriber, counted without listing them.
@@ -511,6 +556,11 @@ impl HubInner {
         self.broker.publish(&channel, &message, from, except);
         self.deliver_local(channel, message, from, except)
     }
+
+    /// The broker, for adapters that share state with other nodes.
+    pub(crate) fn broker(&self) -> &dyn Broker {
+        &*self.broker
+    }
 }
 
 impl LocalDelivery for HubInner {
@@ -560,6 +610,19 @@ impl LocalDelivery for HubInner {
             .collect();
         (sessions, channels)
     }
+
+    fn local_presence(&self) -> crate::broker::PresenceList {
+        self.cluster_hooks
+            .get()
+            .map(|h| (h.local_presence)())
+            .unwrap_or_default()
+    }
+
+    fn peers_changed(&self) {
+        if let Some(h) = self.cluster_hooks.get() {
+            (h.peers_changed)(self);
+        }
+    }
 }
 
 impl HubInner {
@@ -591,9 +654,15 @@ impl HubInner {
         let Some(subs) = map.get(&p.channel) else {
             return 0;
         };
+        // The Pusher protocol's own events (presence members, subscription counts) mean
+        // nothing to raw, json, TCP or UDP clients.
+        let pusher_only = p
+            .message
+            .event()
+            .is_some_and(|e| e.starts_with("pusher_internal:"));
         let mut delivered = 0;
         for (id, s) in subs {
-            if Some(*id) == except {
+            if Some(*id) == except || (pusher_only && s.format.protocol != Protocol::Pusher) {
                 continue;
             }
             if s.format.protocol == Protocol::Raw {

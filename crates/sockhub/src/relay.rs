@@ -47,6 +47,8 @@ const PEER_TTL: Duration = Duration::from_secs(3);
 const QUEUE: usize = 64 * 1024;
 /// Most publishes sent in one go.
 const BATCH: usize = 256;
+/// Largest heartbeat with presence members in it (see `heartbeat`).
+const MAX_HEARTBEAT: usize = 512 * 1024;
 /// Session ids of a node are `node_number << NODE_SHIFT` plus a counter.
 const NODE_SHIFT: u32 = 40;
 
@@ -139,6 +141,8 @@ enum Cmd {
     Publish(String, Bytes),
     /// `wanted` changed: subscribe/unsubscribe to match it.
     Reconcile,
+    /// Local presence changed: send a heartbeat now (after the publishes queued before).
+    Announce,
 }
 
 /// What the hub side and the connection task share.
@@ -500,6 +504,11 @@ impl<L: Link> Broker for Relay<L> {
         })
     }
 
+    fn announce(&self) {
+        // Queue full: the periodic heartbeat carries the change within a second anyway.
+        let _ = self.shared.cmds.try_send(Cmd::Announce);
+    }
+
     fn counters(&self) -> BrokerCounters {
         let s = &self.shared;
         BrokerCounters {
@@ -614,6 +623,10 @@ async fn run<L: Link>(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .retain(|_, (_, _, seen)| seen.elapsed() < PEER_TTL * 10);
+                    // A peer may have expired since the last tick.
+                    if let Some(sink) = shared.sink.get() {
+                        sink.peers_changed();
+                    }
                 }
             }
         };
@@ -642,6 +655,7 @@ async fn handle<L: Link>(
     cmds: &mut mpsc::Receiver<Cmd>,
 ) -> Result<(), String> {
     let mut batch = Vec::new();
+    let mut announce = false;
     let mut next = Some(first);
     while let Some(cmd) = next.take() {
         match cmd {
@@ -658,12 +672,18 @@ async fn handle<L: Link>(
                 flush(shared, conn, &mut batch).await?;
                 reconcile(link, shared, conn, subscribed).await?;
             }
+            // Several in a row make one heartbeat.
+            Cmd::Announce => announce = true,
         }
         if batch.len() < BATCH {
             next = cmds.try_recv().ok();
         }
     }
-    flush(shared, conn, &mut batch).await
+    flush(shared, conn, &mut batch).await?;
+    if announce {
+        heartbeat(shared, conn).await?;
+    }
+    Ok(())
 }
 
 async fn flush<C: LinkConn>(
@@ -714,16 +734,36 @@ async fn heartbeat<C: LinkConn>(shared: &Shared, conn: &mut C) -> Result<(), Str
         .get()
         .map(BrokerSink::local_view)
         .unwrap_or_default();
+    let presence = shared
+        .sink
+        .get()
+        .map(BrokerSink::local_presence)
+        .unwrap_or_default();
     let me = PeerNode {
         node: shared.node.clone(),
         connections,
         channels,
+        presence,
     };
+    let mut body = serde_json::to_vec(&me).unwrap_or_default();
+    if body.len() > MAX_HEARTBEAT && !me.presence.is_empty() {
+        // NATS refuses payloads over 1 MiB by default. Other nodes then do not see this
+        // node's presence members (a documented limit: README, "Pusher").
+        tracing::warn!(
+            bytes = body.len(),
+            "presence members too large for a heartbeat; not shared with other nodes"
+        );
+        let me = PeerNode {
+            presence: Vec::new(),
+            ..me
+        };
+        body = serde_json::to_vec(&me).unwrap_or_default();
+    }
     let mut b = BytesMut::new();
     b.put_u8(KIND_HEARTBEAT);
     put_origin(&mut b, &shared.node);
     b.put_u64(shared.number);
-    b.put_slice(&serde_json::to_vec(&me).unwrap_or_default());
+    b.put_slice(&body);
     let batch = [(shared.heartbeat_subject.clone(), b.freeze())];
     conn.publish(&batch).await.1
 }
@@ -754,6 +794,7 @@ fn receive(shared: &Shared, payload: Bytes) -> Option<String> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(name.clone(), (number, node, Instant::now()));
+            sink.peers_changed();
             Some(name)
         }
         Ok(Some(Envelope::Send(id, message))) => {

@@ -314,6 +314,14 @@ impl Server {
                     hooks.emit_all(&serde_json::json!({ "name": event, "channel": name }));
                 }));
         }
+        // Presence members are part of this node's heartbeats, and follow the other nodes'.
+        if let Some(p) = &pusher {
+            let (a, b) = (p.clone(), p.clone());
+            let _ = hub.inner.cluster_hooks.set(crate::hub::ClusterHooks {
+                local_presence: Box::new(move || a.presence.local_list()),
+                peers_changed: Box::new(move |hub| b.presence.peers_changed(hub)),
+            });
+        }
         let permits = Arc::new(Semaphore::new(
             config.limits.max_connections.min(Semaphore::MAX_PERMITS),
         ));

@@ -282,10 +282,10 @@ fn channel_info(server: &ServerShared, state: &PusherState, name: &str, info: &s
     let mut v = json!({});
     let wants = |k: &str| info.split(',').any(|i| i.trim() == k);
     if wants("subscription_count") {
-        v["subscription_count"] = Value::from(server.hub.subscribers(name));
+        v["subscription_count"] = Value::from(server.hub.cluster_subscribers(name));
     }
     if wants("user_count") && name.starts_with("presence-") {
-        v["user_count"] = Value::from(state.members(name).len());
+        v["user_count"] = Value::from(state.members(&server.hub, name).len());
     }
     v
 }
@@ -382,7 +382,7 @@ async fn channels(
     }
     let map: serde_json::Map<String, Value> = server
         .hub
-        .channels()
+        .cluster_channels()
         .into_iter()
         .filter(|c| c.name.starts_with(prefix) && validate_channel(&c.name).is_ok())
         .map(|c| {
@@ -413,7 +413,7 @@ async fn channel(
         );
     }
     let mut v = channel_info(&server, state, &name, info);
-    v["occupied"] = Value::from(server.hub.subscribers(&name) > 0);
+    v["occupied"] = Value::from(server.hub.cluster_subscribers(&name) > 0);
     ok_json(&v)
 }
 
@@ -433,7 +433,7 @@ async fn users(
         );
     }
     let users: Vec<Value> = state
-        .members(&name)
+        .members(&server.hub, &name)
         .into_iter()
         .map(|(id, _)| json!({ "id": id }))
         .collect();

@@ -15,14 +15,16 @@
 //! raw, json, TCP or UDP client, or `/api/publish`) reaches Pusher clients as event `message`
 //! with the payload as `data` (binary payloads: base64, event `message-binary`).
 //!
-//! Presence membership is kept per node (member_added/removed events cross nodes with the
-//! broker, membership lists do not).
+//! Presence works across nodes with a broker (see [`presence`]): each node announces its
+//! members in its heartbeats, and subscribers everywhere see one member list.
 
 pub mod api;
+mod presence;
 pub mod signature;
 mod webhooks;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -85,21 +87,16 @@ struct Conn {
     client_events: RateLimiter,
 }
 
-/// A presence channel's members on this node.
-#[derive(Default)]
-struct Members {
-    /// user id → (user_info, sockets of that user in the channel).
-    users: HashMap<String, (Value, usize)>,
-}
-
 /// The adapter's state, shared by every Pusher connection and the API.
 pub(crate) struct PusherState {
     /// Configured apps.
     pub apps: Vec<PusherApp>,
     /// Per connection.
     conns: Mutex<HashMap<SessionId, Conn>>,
-    /// Presence channel → members.
-    presence: Mutex<HashMap<String, Members>>,
+    /// Open connections per app (for `max_connections`).
+    open: Vec<AtomicUsize>,
+    /// Presence channels' members.
+    pub(crate) presence: presence::Presence,
     /// Cache channel → its last event (from the API or a client event), replayed to new
     /// subscribers. At most [`MAX_CACHED`] channels.
     cache: Mutex<HashMap<String, Message>>,
@@ -136,10 +133,11 @@ impl PusherState {
         };
         PusherState {
             hooks,
-            apps,
             conns: Mutex::new(HashMap::new()),
-            presence: Mutex::new(HashMap::new()),
+            open: apps.iter().map(|_| AtomicUsize::new(0)).collect(),
+            presence: presence::Presence::default(),
             cache: Mutex::new(HashMap::new()),
+            apps,
         }
     }
 
@@ -175,6 +173,15 @@ impl PusherState {
         }
     }
 
+    /// The app of a Pusher connection.
+    fn app_of(&self, session: &Session) -> Option<usize> {
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&session.id())
+            .map(|c| c.app)
+    }
+
     /// The app with this key.
     pub(crate) fn app_by_key(&self, key: &str) -> Option<usize> {
         self.apps.iter().position(|a| a.key == key)
@@ -185,8 +192,25 @@ impl PusherState {
         self.apps.iter().position(|a| a.app_id == id)
     }
 
-    /// A new connection of `app`: records it and queues `pusher:connection_established`.
+    /// A new connection of `app`: records it and queues `pusher:connection_established`, or
+    /// refuses it with 4004 when the app is at its `max_connections`.
     pub(crate) fn opened(&self, session: &Session, app: usize, activity_timeout: u64) {
+        let quota = self.apps[app].max_connections;
+        let admitted = self.open[app].fetch_update(Relaxed, Relaxed, |n| {
+            (quota == 0 || n < quota).then_some(n + 1)
+        });
+        if admitted.is_err() {
+            send_error(
+                session,
+                Some(4004),
+                &format!("Application is over its connection quota ({quota})"),
+            );
+            session.close_with(CloseReason::Adapter {
+                code: 4004,
+                reason: "app over connection quota".into(),
+            });
+            return;
+        }
         let limit = self.apps[app].max_client_events_per_second;
         self.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(
             session.id(),
@@ -218,66 +242,52 @@ impl PusherState {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&session.id());
         if let Some(conn) = conn {
+            self.open[conn.app].fetch_sub(1, Relaxed);
             for (channel, user) in conn.presence {
                 self.leave_presence(session, conn.app, &channel, &user);
             }
+            for channel in session.channels() {
+                self.count_changed(session, conn.app, &channel, true);
+            }
         }
+    }
+
+    /// A Pusher client of `app` joined or left `channel` (`leaving`: it is leaving but still
+    /// counted by the hub): tells the channel's Pusher subscribers on every node its new
+    /// subscription count, if the app asks for that. Other nodes' counts are as of their last
+    /// heartbeat.
+    fn count_changed(&self, session: &Session, app: usize, channel: &str, leaving: bool) {
+        if !self.apps[app].subscription_count || channel.starts_with("presence-") {
+            return;
+        }
+        let hub = session.hub();
+        let n = hub
+            .cluster_subscribers(channel)
+            .saturating_sub(usize::from(leaving));
+        let data = json!({ "subscription_count": n }).to_string();
+        hub.publish(
+            channel,
+            Message::text(data).with_event("pusher_internal:subscription_count"),
+        );
     }
 
     /// Removes one socket of `user` from `channel`; announces `member_removed` if it was the
     /// user's last.
     fn leave_presence(&self, session: &Session, app: usize, channel: &str, user: &str) {
-        let gone = {
-            let mut all = self.presence.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(members) = all.get_mut(channel) else {
-                return;
-            };
-            let gone = match members.users.get_mut(user) {
-                Some((_, n)) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => {
-                    members.users.remove(user);
-                    true
-                }
-                None => false,
-            };
-            if members.users.is_empty() {
-                all.remove(channel);
-            }
-            gone
-        };
-        if gone {
+        let change = self.presence.leave(&session.hub().inner, channel, user);
+        if change.user_changed {
             if let Some(h) = &self.hooks {
                 h.emit(
                     app,
                     json!({ "name": "member_removed", "channel": channel, "user_id": user }),
                 );
             }
-            let data = json!({ "user_id": user }).to_string();
-            session.hub().publish_except(
-                channel,
-                Message::text(data).with_event("pusher_internal:member_removed"),
-                Some(session.id()),
-            );
         }
     }
 
-    /// Members of a presence channel on this node: (user id, info).
-    pub(crate) fn members(&self, channel: &str) -> Vec<(String, Value)> {
-        let all = self.presence.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = all
-            .get(channel)
-            .map(|m| {
-                m.users
-                    .iter()
-                    .map(|(id, (info, _))| (id.clone(), info.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+    /// Members of a presence channel on every node: (user id, info), by user id.
+    pub(crate) fn members(&self, hub: &crate::Hub, channel: &str) -> Vec<(String, Value)> {
+        self.presence.members(&hub.inner, channel)
     }
 
     /// Sessions of `app` signed in as (or present in some channel as) `user`.
@@ -393,7 +403,9 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
                 send_error(session, None, "pusher:unsubscribe needs data.channel");
                 return;
             };
-            session.unsubscribe(channel);
+            if !session.unsubscribe(channel) {
+                return;
+            }
             let left = {
                 let mut conns = state.conns.lock().unwrap_or_else(|p| p.into_inner());
                 conns.get_mut(&session.id()).and_then(|c| {
@@ -403,6 +415,9 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
             };
             if let Some((app, user)) = left {
                 state.leave_presence(session, app, channel, &user);
+            }
+            if let Some(app) = state.app_of(session) {
+                state.count_changed(session, app, channel, false);
             }
         }
         "pusher:signin" => signin(&state, session, &ev.data),
@@ -505,50 +520,28 @@ fn subscribe(state: &PusherState, session: &Session, data: &Value) {
         if is_cache_channel(channel) {
             state.replay(session, channel);
         }
+        state.count_changed(session, app, channel, false);
         return;
     };
-    let (first_socket, snapshot) = {
-        let mut all = state.presence.lock().unwrap_or_else(|p| p.into_inner());
-        let members = all.entry(channel.to_string()).or_default();
-        let entry = members
-            .users
-            .entry(user.clone())
-            .or_insert((info.clone(), 0));
-        entry.1 += 1;
-        let first = entry.1 == 1;
-        let ids: Vec<&String> = members.users.keys().collect();
-        let hash: serde_json::Map<String, Value> = members
-            .users
-            .iter()
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
-            .collect();
-        let snapshot = json!({
-            "presence": { "ids": ids, "hash": hash, "count": members.users.len() }
-        });
-        (first, snapshot)
-    };
+    let change = state
+        .presence
+        .join(&session.hub().inner, channel, &user, info, session.id());
     send_event(
         session,
         "pusher_internal:subscription_succeeded",
         Some(channel),
-        &snapshot.to_string(),
+        &change.snapshot.to_string(),
     );
     if is_cache_channel(channel) {
         state.replay(session, channel);
     }
-    if first_socket {
+    if change.user_changed {
         if let Some(h) = &state.hooks {
             h.emit(
                 app,
                 json!({ "name": "member_added", "channel": channel, "user_id": user }),
             );
         }
-        let data = json!({ "user_id": user, "user_info": info }).to_string();
-        session.hub().publish_except(
-            channel,
-            Message::text(data).with_event("pusher_internal:member_added"),
-            Some(session.id()),
-        );
     }
 }
 

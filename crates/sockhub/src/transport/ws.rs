@@ -9,12 +9,14 @@
 //! connection near 1 KB and a broadcast encoded once.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::close::CloseReason;
@@ -340,6 +342,11 @@ pub(crate) async fn upgrade_as(
                 max: server.config.limits.max_connections,
             };
             tracing::info!(%peer, transport = "ws", %reason, "refused");
+            if protocol == Protocol::Pusher {
+                if let Some(res) = refuse_upgraded(server, req, &key, 4100, "Over capacity") {
+                    return res;
+                }
+            }
             return plain(StatusCode::SERVICE_UNAVAILABLE, reason.to_string());
         }
     };
@@ -399,12 +406,17 @@ pub(crate) async fn upgrade_as(
         };
         server2.finish_session(&session, &reason);
     });
+    switching_protocols(&key, deflate)
+}
+
+/// The 101 answer to a WebSocket handshake with `key`.
+fn switching_protocols(key: &[u8], deflate: Option<Agreed>) -> Response<Body> {
     let mut res = Response::new(Body::empty());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let hs = res.headers_mut();
     hs.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     hs.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&codec::accept_key(&key)) {
+    if let Ok(v) = HeaderValue::from_str(&codec::accept_key(key)) {
         hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     if let Some(agreed) = deflate {
@@ -413,6 +425,55 @@ pub(crate) async fn upgrade_as(
         }
     }
     res
+}
+
+/// Refusals in progress over an upgraded connection, across the process; beyond
+/// [`MAX_REFUSING`] a refusal is a plain HTTP 503 again.
+static REFUSING: AtomicUsize = AtomicUsize::new(0);
+const MAX_REFUSING: usize = 64;
+
+/// Accepts the upgrade only to refuse it the Pusher way: `pusher:error` with `code`, then a
+/// close frame with `code` (4100 "over capacity": clients back off and retry; an HTTP status
+/// would only tell them the connection failed). No session is opened and no connection slot
+/// is used; the exchange is bounded to one second. `None` when too many refusals are already
+/// in progress.
+fn refuse_upgraded(
+    server: &Arc<ServerShared>,
+    mut req: Request<Body>,
+    key: &[u8],
+    code: u16,
+    message: &'static str,
+) -> Option<Response<Body>> {
+    if REFUSING.fetch_add(1, Relaxed) >= MAX_REFUSING {
+        REFUSING.fetch_sub(1, Relaxed);
+        return None;
+    }
+    let error = serde_json::json!({
+        "event": "pusher:error",
+        "data": { "code": code, "message": message },
+    })
+    .to_string();
+    let frames = [
+        codec::server_frame(OpCode::Text, error.as_bytes()),
+        codec::close_frame(code, message),
+    ];
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    server.tracker.spawn(async move {
+        let exchange = async {
+            let mut io = TokioIo::new(on_upgrade.await.map_err(std::io::Error::other)?);
+            for f in &frames {
+                io.write_all(f).await?;
+            }
+            io.flush().await?;
+            // The client's close frame (or EOF), so ours is read before the socket goes.
+            let mut buf = [0u8; 128];
+            let _ = io.read(&mut buf).await?;
+            Ok::<_, std::io::Error>(())
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), exchange).await;
+        REFUSING.fetch_sub(1, Relaxed);
+    });
+    Some(switching_protocols(key, None))
 }
 
 #[cfg(test)]
