@@ -510,7 +510,15 @@ async fn stats(_: Authorized, State(server): State<Arc<ServerShared>>) -> Respon
         connections: connections + c.peers.iter().map(|p| p.connections).sum::<u64>(),
         channels: server.hub.cluster_channels().len(),
         node: c.node,
-        nodes: c.peers,
+        // Presence members are the Pusher API's to list (`/apps/{id}/channels/{name}/users`).
+        nodes: c
+            .peers
+            .into_iter()
+            .map(|p| crate::broker::PeerNode {
+                presence: Vec::new(),
+                ..p
+            })
+            .collect(),
     });
     ok(&Stats {
         connections,
