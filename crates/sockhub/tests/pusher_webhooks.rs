@@ -14,13 +14,24 @@ use sockhub_testkit::{eventually, Setup, TestServer, WsClient};
 type Log = Arc<Mutex<Vec<(serde_json::Value, bool)>>>;
 
 async fn backend() -> (std::net::SocketAddr, Log) {
+    failing_backend(0).await
+}
+
+/// A backend that answers its first `failures` requests with 500 (logging nothing of them).
+async fn failing_backend(failures: usize) -> (std::net::SocketAddr, Log) {
     let log: Log = Arc::default();
     let log2 = log.clone();
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = axum::Router::new().route(
         "/pusher",
         post(move |headers: HeaderMap, body: Bytes| {
             let log = log2.clone();
+            let failed = failed.clone();
             async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                if failed.fetch_add(1, SeqCst) < failures {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
                 let header = |n: &str| {
                     headers
                         .get(n)
@@ -35,7 +46,7 @@ async fn backend() -> (std::net::SocketAddr, Log) {
                 for e in v["events"].as_array().into_iter().flatten() {
                     log.lock().unwrap().push((e.clone(), signed));
                 }
-                ""
+                axum::http::StatusCode::OK
             }
         }),
     );
@@ -144,5 +155,48 @@ async fn channel_member_and_client_events_reach_the_app_webhook_signed() {
         .find(|(e, _)| e["name"] == "member_added")
         .unwrap();
     assert_eq!(added.0["user_id"], "u1");
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn leaving_and_coming_back_within_three_seconds_is_not_reported_and_failures_are_retried() {
+    // The backend fails the first request: the batch is sent again a second later.
+    let (addr, log) = failing_backend(1).await;
+    let mut setup = Setup::default();
+    setup.config.pusher = vec![PusherApp {
+        app_id: "3".into(),
+        key: "k3".into(),
+        secret: "s3".into(),
+        webhook_url: Some(format!("http://{addr}/pusher")),
+        ..PusherApp::default()
+    }];
+    let srv = TestServer::start_with(setup, sockhub::Broadcast).await;
+    let mut a = sockhub_testkit::pusher::PusherClient::connect(srv.http, "k3", "s3").await;
+    a.join("presence-room", "u1").await;
+    eventually("occupied and member_added, after one retry", || {
+        log.lock().unwrap().len() >= 2
+    })
+    .await;
+    // A page reload: the user leaves and is back well within the 3 s hold.
+    a.send(&serde_json::json!({
+        "event": "pusher:unsubscribe", "data": { "channel": "presence-room" }
+    }))
+    .await;
+    a.join("presence-room", "u1").await;
+    a.ws.close().await;
+    eventually("member_removed and vacated, 3 s after the close", || {
+        log.lock().unwrap().len() >= 4
+    })
+    .await;
+    // Events arrive in order, so a reported flap would have come before these.
+    assert_eq!(
+        names(&log),
+        [
+            "channel_occupied presence-room",
+            "member_added presence-room",
+            "member_removed presence-room",
+            "channel_vacated presence-room",
+        ]
+    );
     srv.shutdown().await;
 }

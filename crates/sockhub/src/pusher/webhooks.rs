@@ -4,10 +4,14 @@
 //! HMAC-SHA256 of the body with the app's secret).
 //!
 //! Events are queued (never waited for: some are raised under the hub's channel lock) and sent
-//! by one task, batched per app, one attempt each with a 5 s timeout; what cannot be queued or
-//! sent is counted and logged. Occupancy is this node's (channels are shared by all apps, so
-//! every app with a webhook hears about every channel).
+//! by one task, in order, batched per app. `channel_vacated` and `member_removed` are held
+//! back 3 s and cancelled by a `channel_occupied` / `member_added` of the same channel (and
+//! user) within that time, as on Pusher. A batch gets 5 s per attempt and up to 3 attempts
+//! (after 1 s, then 2 s) unless the backend answers 4xx; what cannot be queued or sent is
+//! counted and logged. Occupancy is this node's (channels are shared by all apps, so every app
+//! with a webhook hears about every channel).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -18,6 +22,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::config::PusherApp;
 
@@ -100,57 +105,141 @@ impl PusherHooks {
     }
 }
 
+/// Time `channel_vacated` and `member_removed` are held back, as Pusher does: a channel
+/// re-occupied (a member back) within it sends neither event, so a page reload is not
+/// reported as leave-and-join.
+const DELAY: Duration = Duration::from_secs(3);
+/// Attempts per batch: failed requests (no answer, timeout, 5xx) are retried after 1 s, then
+/// 2 s; a 4xx is the backend's answer and is not retried.
+const ATTEMPTS: u32 = 3;
+
+/// The event that a held-back `event` cancels with, if any.
+fn opposite(name: &str) -> Option<&'static str> {
+    match name {
+        "channel_occupied" => Some("channel_vacated"),
+        "member_added" => Some("member_removed"),
+        _ => None,
+    }
+}
+
+/// Files one queued event: held back, cancelled against a held-back opposite, or due now.
+fn accept(
+    app: usize,
+    event: Value,
+    held: &mut VecDeque<(Instant, usize, Value)>,
+    due: &mut [Vec<Value>],
+) {
+    let name = event["name"].as_str().unwrap_or("");
+    if name == "channel_vacated" || name == "member_removed" {
+        held.push_back((Instant::now() + DELAY, app, event));
+        return;
+    }
+    if let Some(cancels) = opposite(name) {
+        let same = |h: &Value| {
+            h["name"] == cancels && h["channel"] == event["channel"] && h["user_id"] == event["user_id"]
+        };
+        if let Some(i) = held.iter().position(|(_, a, h)| *a == app && same(h)) {
+            held.remove(i);
+            return;
+        }
+    }
+    due[app].push(event);
+}
+
 async fn send_loop(hooks: std::sync::Arc<PusherHooks>, mut rx: mpsc::Receiver<(usize, Value)>) {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(TIMEOUT));
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    while let Some(first) = rx.recv().await {
-        // Everything queued now, batched per app, in order.
-        let mut per_app: Vec<Vec<Value>> = vec![Vec::new(); hooks.targets.len()];
-        per_app[first.0].push(first.1);
-        while let Ok((app, ev)) = rx.try_recv() {
-            per_app[app].push(ev);
-            if per_app[app].len() >= BATCH {
-                break;
+    let mut held: VecDeque<(Instant, usize, Value)> = VecDeque::new();
+    let mut open = true;
+    while open || !held.is_empty() {
+        let mut due: Vec<Vec<Value>> = vec![Vec::new(); hooks.targets.len()];
+        let next = held.front().map(|h| h.0);
+        tokio::select! {
+            got = rx.recv(), if open => match got {
+                Some((app, ev)) => accept(app, ev, &mut held, &mut due),
+                // Shutting down: what is held back goes now.
+                None => {
+                    open = false;
+                    for (_, app, ev) in held.drain(..) {
+                        due[app].push(ev);
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
+        }
+        // Everything else queued now, batched per app, in order.
+        let mut n = 0;
+        while n < BATCH {
+            let Ok((app, ev)) = rx.try_recv() else { break };
+            accept(app, ev, &mut held, &mut due);
+            n += 1;
+        }
+        let now = Instant::now();
+        while held.front().is_some_and(|h| h.0 <= now) {
+            if let Some((_, app, ev)) = held.pop_front() {
+                due[app].push(ev);
             }
         }
-        for (app, events) in per_app.into_iter().enumerate() {
-            let Some(Some((uri, key, secret))) = hooks.targets.get(app) else {
+        for (app, events) in due.into_iter().enumerate() {
+            let Some(Some(target)) = hooks.targets.get(app) else {
                 continue;
             };
-            if events.is_empty() {
-                continue;
+            for chunk in events.chunks(BATCH) {
+                deliver(&hooks, &client, target, chunk).await;
             }
-            let n = events.len() as u64;
-            let time_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            let body = json!({ "time_ms": time_ms, "events": events }).to_string();
-            let signature = super::signature::sign(secret, &body);
-            let req = hyper::Request::post(uri.clone())
-                .header("content-type", "application/json")
-                .header("x-pusher-key", key.as_str())
-                .header("x-pusher-signature", signature)
-                .body(Full::new(Bytes::from(body)));
-            let Ok(req) = req else {
+        }
+    }
+}
+
+/// POSTs one batch, retrying failures; counts the outcome.
+async fn deliver(
+    hooks: &PusherHooks,
+    client: &Client<HttpConnector, Full<Bytes>>,
+    (uri, key, secret): &(hyper::Uri, String, String),
+    events: &[Value],
+) {
+    if events.is_empty() {
+        return;
+    }
+    let n = events.len() as u64;
+    let time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let body = json!({ "time_ms": time_ms, "events": events }).to_string();
+    let signature = super::signature::sign(secret, &body);
+    let body = Bytes::from(body);
+    for attempt in 1..=ATTEMPTS {
+        let req = hyper::Request::post(uri.clone())
+            .header("content-type", "application/json")
+            .header("x-pusher-key", key.as_str())
+            .header("x-pusher-signature", signature.as_str())
+            .body(Full::new(body.clone()));
+        let Ok(req) = req else {
+            hooks.dropped.fetch_add(n, Relaxed);
+            return;
+        };
+        let why = match tokio::time::timeout(TIMEOUT, client.request(req)).await {
+            Ok(Ok(resp)) if resp.status().is_success() => {
+                hooks.sent.fetch_add(n, Relaxed);
+                return;
+            }
+            Ok(Ok(resp)) if resp.status().is_client_error() => {
                 hooks.dropped.fetch_add(n, Relaxed);
-                continue;
-            };
-            match tokio::time::timeout(TIMEOUT, client.request(req)).await {
-                Ok(Ok(resp)) if resp.status().is_success() => {
-                    hooks.sent.fetch_add(n, Relaxed);
-                }
-                outcome => {
-                    hooks.dropped.fetch_add(n, Relaxed);
-                    let why = match outcome {
-                        Ok(Ok(resp)) => format!("HTTP {}", resp.status()),
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => "timed out".into(),
-                    };
-                    tracing::warn!(events = n, error = %why, "pusher webhook not delivered");
-                }
+                tracing::warn!(events = n, status = %resp.status(), "pusher webhook refused by the backend");
+                return;
             }
+            Ok(Ok(resp)) => format!("HTTP {}", resp.status()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".into(),
+        };
+        if attempt == ATTEMPTS {
+            hooks.dropped.fetch_add(n, Relaxed);
+            tracing::warn!(events = n, attempts = attempt, error = %why, "pusher webhook not delivered");
+            return;
         }
+        tracing::info!(events = n, attempt, error = %why, "pusher webhook failed; retrying");
+        tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
     }
 }
