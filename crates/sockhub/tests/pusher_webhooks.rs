@@ -97,6 +97,14 @@ async fn channel_member_and_client_events_reach_the_app_webhook_signed() {
         json(&mut a).await["event"],
         "pusher_internal:subscription_succeeded"
     );
+    // A cache channel with nothing cached yet: pusher:cache_miss, and the cache_miss webhook.
+    a.send_text(r#"{"event":"pusher:subscribe","data":{"channel":"cache-scores"}}"#)
+        .await;
+    assert_eq!(
+        json(&mut a).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    assert_eq!(json(&mut a).await["event"], "pusher:cache_miss");
     let channel_data = r#"{"user_id":"u1","user_info":{}}"#;
     let auth = format!(
         "k3:{}",
@@ -113,13 +121,14 @@ async fn channel_member_and_client_events_reach_the_app_webhook_signed() {
     );
     a.send_text(r#"{"event":"client-hi","channel":"presence-room","data":{"x":1}}"#)
         .await;
-    eventually("occupied, member_added, client_event", || {
-        log.lock().unwrap().len() >= 4
-    })
+    eventually(
+        "occupied ×3, cache_miss, member_added, client_event",
+        || log.lock().unwrap().len() >= 6,
+    )
     .await;
     a.close().await;
-    eventually("member_removed and two vacated", || {
-        log.lock().unwrap().len() >= 7
+    eventually("member_removed and three vacated", || {
+        log.lock().unwrap().len() >= 10
     })
     .await;
 
@@ -128,8 +137,11 @@ async fn channel_member_and_client_events_reach_the_app_webhook_signed() {
     assert_eq!(
         got,
         [
+            "cache_miss cache-scores",
+            "channel_occupied cache-scores",
             "channel_occupied news",
             "channel_occupied presence-room",
+            "channel_vacated cache-scores",
             "channel_vacated news",
             "channel_vacated presence-room",
             "client_event presence-room",

@@ -169,7 +169,12 @@ impl PusherState {
                 Some(channel),
                 &m,
             )),
-            None => send_event(session, "pusher:cache_miss", Some(channel), "{}"),
+            None => {
+                send_event(session, "pusher:cache_miss", Some(channel), "{}");
+                if let (Some(h), Some(app)) = (&self.hooks, self.app_of(session)) {
+                    h.emit(app, json!({ "name": "cache_miss", "channel": channel }));
+                }
+            }
         }
     }
 
