@@ -136,7 +136,9 @@ fn accept(
     }
     if let Some(cancels) = opposite(name) {
         let same = |h: &Value| {
-            h["name"] == cancels && h["channel"] == event["channel"] && h["user_id"] == event["user_id"]
+            h["name"] == cancels
+                && h["channel"] == event["channel"]
+                && h["user_id"] == event["user_id"]
         };
         if let Some(i) = held.iter().position(|(_, a, h)| *a == app && same(h)) {
             held.remove(i);
