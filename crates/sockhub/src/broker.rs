@@ -81,6 +81,13 @@ pub trait Broker: Send + Sync + 'static {
     /// This node's shared state changed (Pusher presence members): tell the other nodes soon
     /// rather than at the next periodic heartbeat.
     fn announce(&self) {}
+
+    /// Hands `notice` to every other node's adapters (Pusher's "terminate this user's
+    /// connections"). False if it could not be sent (single node, broker down).
+    fn notify_all(&self, notice: &[u8]) -> bool {
+        let _ = notice;
+        false
+    }
 }
 
 /// What a broker knows about the other nodes of the cluster (from their heartbeats).
@@ -154,6 +161,8 @@ pub(crate) trait LocalDelivery: Send + Sync {
     /// What the broker knows of other nodes changed (a heartbeat arrived, or a peer may have
     /// expired).
     fn peers_changed(&self);
+    /// A notice from another node ([`Broker::notify_all`]).
+    fn notice(&self, notice: &[u8]);
 }
 
 /// How a broker delivers a publish from another node to this node's subscribers.
@@ -218,6 +227,13 @@ impl BrokerSink {
             .upgrade()
             .map(|h| h.local_presence())
             .unwrap_or_default()
+    }
+
+    /// Delivers a notice from another node ([`Broker::notify_all`]) to this node's adapters.
+    pub fn notice(&self, notice: &[u8]) {
+        if let Some(h) = self.hub.upgrade() {
+            h.notice(notice);
+        }
     }
 
     /// Tells the hub that the cluster view changed: a heartbeat arrived, or time passed and a

@@ -72,7 +72,12 @@ pub(crate) struct ClusterHooks {
     pub local_presence: Box<dyn Fn() -> crate::broker::PresenceList + Send + Sync>,
     /// The broker's view of the other nodes changed. Runs on the broker's task; must not block.
     pub peers_changed: Box<dyn Fn(&HubInner) + Send + Sync>,
+    /// A notice from another node. Runs on the broker's task; must not block.
+    pub notice: NoticeHook,
 }
+
+/// See [`ClusterHooks::notice`].
+pub(crate) type NoticeHook = Box<dyn Fn(&HubInner, &[u8]) + Send + Sync>;
 
 /// The hub's view of one session; the transport's driver holds the same `Arc`.
 pub(crate) struct SessionShared {
@@ -621,6 +626,12 @@ impl LocalDelivery for HubInner {
     fn peers_changed(&self) {
         if let Some(h) = self.cluster_hooks.get() {
             (h.peers_changed)(self);
+        }
+    }
+
+    fn notice(&self, notice: &[u8]) {
+        if let Some(h) = self.cluster_hooks.get() {
+            (h.notice)(self, notice);
         }
     }
 }

@@ -250,7 +250,7 @@ impl<L: Link> Relay<L> {
     }
 
     fn control(&self, op: u8, id: SessionId, body: &[u8]) -> bool {
-        if !self.shared.up.load(Relaxed) || !self.holder_alive(id) {
+        if !self.shared.up.load(Relaxed) || (op != OP_NOTICE && !self.holder_alive(id)) {
             return false;
         }
         let mut b = BytesMut::with_capacity(16 + body.len());
@@ -274,6 +274,8 @@ const KIND_HEARTBEAT: u8 = 2;
 const KIND_CONTROL: u8 = 3;
 const OP_SEND: u8 = 1;
 const OP_CLOSE: u8 = 2;
+/// To every other node (session id 0): an adapter's notice.
+const OP_NOTICE: u8 = 3;
 
 fn put_origin(b: &mut BytesMut, node: &str) {
     let n = node.len().min(255);
@@ -357,6 +359,7 @@ enum Envelope {
     Heartbeat(u64, PeerNode),
     Send(SessionId, Message),
     Close(SessionId, String),
+    Notice(Bytes),
 }
 
 /// Decodes an envelope; `None` for our own, or anything malformed (counted by the caller).
@@ -412,6 +415,7 @@ fn decode(me: &str, mut b: Bytes) -> Result<Option<Envelope>, &'static str> {
                     sid,
                     String::from_utf8_lossy(&b).into_owned(),
                 ))),
+                OP_NOTICE => Ok(Some(Envelope::Notice(b))),
                 _ => Err("control op"),
             }
         }
@@ -502,6 +506,10 @@ impl<L: Link> Broker for Relay<L> {
             node: self.shared.node.clone(),
             peers: list,
         })
+    }
+
+    fn notify_all(&self, notice: &[u8]) -> bool {
+        self.control(OP_NOTICE, SessionId(0), notice)
     }
 
     fn announce(&self) {
@@ -803,6 +811,10 @@ fn receive(shared: &Shared, payload: Bytes) -> Option<String> {
         }
         Ok(Some(Envelope::Close(id, reason))) => {
             sink.close(id, &reason);
+            None
+        }
+        Ok(Some(Envelope::Notice(body))) => {
+            sink.notice(&body);
             None
         }
     }

@@ -316,10 +316,11 @@ impl Server {
         }
         // Presence members are part of this node's heartbeats, and follow the other nodes'.
         if let Some(p) = &pusher {
-            let (a, b) = (p.clone(), p.clone());
+            let (a, b, c) = (p.clone(), p.clone(), p.clone());
             let _ = hub.inner.cluster_hooks.set(crate::hub::ClusterHooks {
                 local_presence: Box::new(move || a.presence.local_list()),
                 peers_changed: Box::new(move |hub| b.presence.peers_changed(hub)),
+                notice: Box::new(move |hub, notice| c.notice(hub, notice)),
             });
         }
         let permits = Arc::new(Semaphore::new(

@@ -656,23 +656,42 @@ fn client_event(state: &PusherState, session: &Session, name: &str, ev: ClientEv
         .publish_except(&channel, message, Some(session.id()));
 }
 
-/// Closes every session of `app` that belongs to `user` (terminate_connections).
-pub(crate) fn terminate_user(
-    state: &Arc<PusherState>,
-    hub: &crate::Hub,
-    app: usize,
-    user: &str,
-) -> usize {
-    let ids = state.sessions_of_user(app, user);
-    for id in &ids {
-        if let Some(s) = hub.inner.session(*id) {
+/// Closes every session of `app` that belongs to `user` (terminate_connections), on this node
+/// and, through the broker, on every other.
+pub(crate) fn terminate_user(state: &PusherState, hub: &crate::Hub, app: usize, user: &str) {
+    terminate_here(state, &hub.inner, app, user);
+    let notice = format!("{TERMINATE}\n{}\n{user}", state.apps[app].app_id);
+    hub.inner.broker().notify_all(notice.as_bytes());
+}
+
+/// The notice that asks other nodes to terminate a user: `TERMINATE\nAPP_ID\nUSER`.
+const TERMINATE: &str = "pusher-terminate";
+
+/// Closes this node's sessions of `app` that belong to `user`.
+fn terminate_here(state: &PusherState, hub: &crate::hub::HubInner, app: usize, user: &str) {
+    for id in state.sessions_of_user(app, user) {
+        if let Some(s) = hub.session(id) {
             s.outbox.close(CloseReason::Adapter {
                 code: 4009,
                 reason: "connection terminated by the server".into(),
             });
         }
     }
-    ids.len()
+}
+
+impl PusherState {
+    /// A notice from another node.
+    pub(crate) fn notice(&self, hub: &crate::hub::HubInner, notice: &[u8]) {
+        let text = String::from_utf8_lossy(notice);
+        let mut parts = text.splitn(3, '\n');
+        if let (Some(TERMINATE), Some(app_id), Some(user)) =
+            (parts.next(), parts.next(), parts.next())
+        {
+            if let Some(app) = self.app_by_id(app_id) {
+                terminate_here(self, hub, app, user);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
