@@ -65,6 +65,10 @@ async fn presence_members_are_announced_once_per_user_and_only_to_pusher_clients
     let snap = a2.join("presence-room", "alice").await;
     assert_eq!(presence_ids(&snap), ["alice", "bob"]);
     assert_eq!(snap["presence"]["count"], 2);
+    // Subscribing again as the same user changes nothing (and leaves nothing behind: her
+    // last socket's close below still removes her).
+    let snap = a2.join("presence-room", "alice").await;
+    assert_eq!(snap["presence"]["count"], 2);
 
     // Her first socket leaves: she is still present through the second.
     a.ws.close().await;

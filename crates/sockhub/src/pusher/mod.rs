@@ -504,16 +504,33 @@ fn subscribe(state: &PusherState, session: &Session, data: &Value) {
         send_subscription_error(session, channel, 400, &e.to_string());
         return;
     }
-    {
+    let previous = {
         let mut conns = state.conns.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = conns.get_mut(&session.id()) {
+        let c = conns.get_mut(&session.id());
+        c.and_then(|c| {
             if private {
                 c.authorized.insert(channel.to_string());
             }
-            if let Some((user, _)) = &member {
-                c.presence.insert(channel.to_string(), user.clone());
-            }
+            let (user, _) = member.as_ref()?;
+            c.presence.insert(channel.to_string(), user.clone())
+        })
+    };
+    // Subscribing again to a presence channel: as the same user, nothing changes; as another,
+    // the socket leaves as the first before joining as the second.
+    if let (Some(prev), Some((user, _))) = (&previous, &member) {
+        if prev == user {
+            send_event(
+                session,
+                "pusher_internal:subscription_succeeded",
+                Some(channel),
+                &state
+                    .presence
+                    .snapshot(&session.hub().inner, channel)
+                    .to_string(),
+            );
+            return;
         }
+        state.leave_presence(session, app, channel, prev);
     }
     let Some((user, info)) = member else {
         send_event(

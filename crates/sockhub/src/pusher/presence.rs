@@ -134,6 +134,12 @@ impl Presence {
         }
     }
 
+    /// `subscription_succeeded`'s data for `channel` as things stand.
+    pub(crate) fn snapshot(&self, hub: &HubInner, channel: &str) -> Value {
+        let members: Members = self.members(hub, channel).into_iter().collect();
+        snapshot(Some(&members))
+    }
+
     /// A channel's members on every node (user id, user info), by user id.
     pub(crate) fn members(&self, hub: &HubInner, channel: &str) -> Vec<(String, Value)> {
         let mut all = remote_members(hub, Some(channel))
