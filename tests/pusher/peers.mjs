@@ -97,6 +97,15 @@ const got = await within('trigger', 5000, update);
 if (got.n !== 1) fail('trigger', JSON.stringify(got));
 ok('public channel + trigger');
 
+// Subscription counts (the app sets subscription_count): pusher-js turns sockhub's
+// pusher_internal:subscription_count into pusher:subscription_count and keeps the number.
+const counted = new Promise((resolve) =>
+  news.bind('pusher:subscription_count', (d) => d.subscription_count === 2 && resolve(d)));
+const bobNews = bob.subscribe('news');
+await within('subscription count', 5000, Promise.all([subscribed(bobNews), counted]));
+if (news.subscriptionCount !== 2) fail('subscription count', `${news.subscriptionCount}`);
+ok('subscription count');
+
 // Private channel through the auth endpoint + a client event, not echoed to its sender.
 const aChat = alice.subscribe('private-chat');
 const bChat = bob.subscribe('private-chat');

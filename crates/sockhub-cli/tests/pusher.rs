@@ -51,7 +51,14 @@ fn pusher_js_and_the_pusher_server_sdk_work_against_sockhub() {
     ) {
         return;
     }
-    let mut hub = Sockhub::serve(&["--pusher-app", APP]);
+    // The app as a config file has it, with subscription counts on.
+    let config = std::env::temp_dir().join(format!("sockhub-pusher-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[[pusher]]\napp_id = \"7\"\nkey = \"key7\"\nsecret = \"secret7\"\nsubscription_count = true\n",
+    )
+    .expect("config");
+    let mut hub = Sockhub::serve(&["--config", config.to_str().expect("utf-8")]);
     let http = hub.http.expect("http");
     let out = Command::new("node")
         .current_dir(&dir)
@@ -74,6 +81,7 @@ fn pusher_js_and_the_pusher_server_sdk_work_against_sockhub() {
     for step in [
         "connect",
         "public channel + trigger",
+        "subscription count",
         "private channel + client event",
         "presence channel + member_added",
         "channel info + channels + users",
