@@ -63,6 +63,13 @@ pub(crate) struct Knock {
 }
 
 impl ServerShared {
+    /// Is `channel` a Pusher `private-` or `presence-` channel of this server (Pusher apps are
+    /// configured)? Other clients may use one only with a token that grants it.
+    pub(crate) fn pusher_reserved(&self, channel: &str) -> bool {
+        self.pusher.is_some()
+            && (channel.starts_with("private-") || channel.starts_with("presence-"))
+    }
+
     /// Checks a client's token (when client auth is on).
     ///
     /// # Errors
@@ -86,7 +93,12 @@ impl ServerShared {
     /// # Errors
     /// The reason to give the client: unauthorized, rejected, unavailable, shutting down…
     pub(crate) async fn admit(self: &Arc<Self>, knock: Knock) -> Result<Session, CloseReason> {
-        let identity = self.verify_token(knock.token.as_deref())?;
+        // Pusher clients carry no sockhub token: Pusher's channel auth governs them.
+        let identity = if knock.format.protocol == Protocol::Pusher {
+            None
+        } else {
+            self.verify_token(knock.token.as_deref())?
+        };
         let id = self.hub.inner.next_session_id();
         let mut channels = knock.channels;
         if let Some(webhooks) = &self.webhooks {

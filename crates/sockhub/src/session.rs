@@ -57,11 +57,13 @@ impl Session {
         self.shared.identity.as_deref().map(|c| c.sub.as_str())
     }
 
-    /// May this session join or publish to `channel`? Always true for anonymous sessions;
-    /// otherwise its token's channel patterns decide.
+    /// May this client ask to join or publish to `channel`? Its token's channel patterns
+    /// decide; an anonymous client may use any channel but Pusher's `private-` and `presence-`
+    /// ones when Pusher apps are configured (those need Pusher's channel auth). Server-side
+    /// code ([`Session::subscribe`] from a handler) is not bound by this.
     pub fn may_use(&self, channel: &str) -> bool {
         match self.shared.identity.as_deref() {
-            None => true,
+            None => !self.server.pusher_reserved(channel),
             Some(claims) => claims.allows(channel),
         }
     }

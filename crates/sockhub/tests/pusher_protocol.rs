@@ -19,13 +19,25 @@ fn app(configure: impl FnOnce(&mut PusherApp)) -> PusherApp {
     a
 }
 
+const TOKEN_SECRET: &str = "token-secret";
+
+/// A server with one Pusher app and client auth on (raw clients need a token; Pusher clients
+/// never do).
 async fn server(app: PusherApp, limits: Option<Limits>) -> TestServer {
     let mut setup = match limits {
         Some(l) => Setup::with_limits(l),
         None => Setup::default(),
     };
     setup.config.pusher = vec![app];
+    setup.config.auth.token_secret = Some(TOKEN_SECRET.into());
     TestServer::start_with(setup, sockhub::Broadcast).await
+}
+
+/// `?token=` granting `channels`.
+fn token(channels: &[&str]) -> String {
+    let exp = sockhub::auth::unix_now() + 600;
+    let claims = sockhub::auth::Claims::new("raw-user", exp, channels.iter().copied());
+    sockhub::auth::TokenSecret::new(TOKEN_SECRET).mint(&claims)
 }
 
 async fn client(srv: &TestServer) -> PusherClient {
@@ -35,9 +47,10 @@ async fn client(srv: &TestServer) -> PusherClient {
 #[tokio::test]
 async fn presence_members_are_announced_once_per_user_and_only_to_pusher_clients() {
     let srv = server(app(|_| {}), None).await;
-    // A raw WebSocket subscriber of the same channel: it gets published data, never the
-    // Pusher protocol's own member events.
-    let mut raw = WsClient::connect(&srv.ws_url("/ws?channel=presence-room")).await;
+    // A raw WebSocket subscriber of the same channel (its token grants it): it gets published
+    // data, never the Pusher protocol's own member events.
+    let url = format!("/ws?channel=presence-room&token={}", token(&["presence-*"]));
+    let mut raw = WsClient::connect(&srv.ws_url(&url)).await;
     srv.wait_sessions(1).await;
 
     let mut a = client(&srv).await;
@@ -108,7 +121,8 @@ async fn subscription_counts_reach_subscribers_when_the_app_asks() {
     assert_eq!(count.data, json!({ "subscription_count": 1 }));
 
     // A raw subscriber counts (one fabric), but is not told.
-    let mut raw = WsClient::connect(&srv.ws_url("/ws?channel=scores")).await;
+    let url = format!("/ws?channel=scores&token={}", token(&["*"]));
+    let mut raw = WsClient::connect(&srv.ws_url(&url)).await;
     srv.wait_sessions(2).await;
     let mut b = client(&srv).await;
     assert_eq!(
@@ -159,7 +173,7 @@ async fn an_app_over_its_quota_gets_4004_and_a_full_server_4100() {
 
     // Fill the server's last slot with a raw client; the next Pusher client is told 4100
     // over the WebSocket (it backs off and retries), not with an HTTP 503.
-    let _raw = WsClient::connect(&srv.ws_url("/ws")).await;
+    let _raw = WsClient::connect(&srv.ws_url(&format!("/ws?token={}", token(&["*"])))).await;
     srv.wait_sessions(2).await;
     let mut third = WsClient::connect(&srv.ws_url("/app/key7?protocol=7")).await;
     let (msgs, closed) = third.closed().await;
@@ -170,5 +184,44 @@ async fn an_app_over_its_quota_gets_4004_and_a_full_server_4100() {
         ("pusher:error", &json!(4100))
     );
     // Raw clients still get the plain 503 before any upgrade.
-    assert!(WsClient::try_connect(&srv.ws_url("/ws")).await.is_err());
+    let raw = WsClient::try_connect(&srv.ws_url(&format!("/ws?token={}", token(&["*"])))).await;
+    assert!(raw.is_err());
+}
+
+#[tokio::test]
+async fn private_and_presence_channels_need_pusher_auth_or_a_token_that_grants_them() {
+    let mut setup = Setup::default();
+    setup.config.pusher = vec![app(|_| {})];
+    let srv = TestServer::start_with(setup, sockhub::Broadcast).await;
+    // Anonymous raw clients may not listen in on them, by URL…
+    for channel in ["private-chat", "presence-room"] {
+        let req = sockhub_testkit::upgrade_request(&format!("/ws?channel={channel}"));
+        let (status, body) = sockhub_testkit::http_request(srv.http, &req).await;
+        assert_eq!(status, 403, "{channel}: {body}");
+        assert!(body.contains("authorized Pusher clients"), "{body}");
+    }
+    // …or by a json command, nor publish into them; other channels are theirs to use.
+    let mut json = WsClient::connect(&srv.ws_url("/ws?protocol=json&channel=lobby")).await;
+    let _connected = json.recv_text().await;
+    json.send_text(r#"{"type":"subscribe","channel":"private-chat"}"#)
+        .await;
+    let e: serde_json::Value = serde_json::from_str(&json.recv_text().await).unwrap();
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("forbidden"))
+    );
+    json.send_text(r#"{"type":"publish","channel":"presence-room","data":"x"}"#)
+        .await;
+    let e: serde_json::Value = serde_json::from_str(&json.recv_text().await).unwrap();
+    assert_eq!(e["code"], "forbidden");
+    json.send_text(r#"{"type":"subscribe","channel":"news"}"#)
+        .await;
+    let e: serde_json::Value = serde_json::from_str(&json.recv_text().await).unwrap();
+    assert_eq!(e["type"], "subscribed");
+    // A Pusher client with a valid channel signature gets in.
+    let mut p = client(&srv).await;
+    assert_eq!(
+        p.subscribe("private-chat").await.event,
+        "pusher_internal:subscription_succeeded"
+    );
 }

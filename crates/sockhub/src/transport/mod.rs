@@ -58,6 +58,12 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
                 }
             };
             match cmd {
+                Command::Subscribe { channel } if !session.may_use(&channel) => {
+                    reply(Event::Error {
+                        code: "forbidden",
+                        message: format!("channel {channel:?} is not allowed for this client"),
+                    })
+                }
                 Command::Subscribe { channel } => match session.subscribe(&channel) {
                     Ok(()) => reply(Event::Subscribed { channel: &channel }),
                     Err(e) => reply(Event::Error {
@@ -107,7 +113,7 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
                     if !session.may_use(&channel) {
                         reply(Event::Error {
                             code: "forbidden",
-                            message: format!("channel {channel:?} is not allowed by your token"),
+                            message: format!("channel {channel:?} is not allowed for this client"),
                         });
                         return;
                     }

@@ -291,6 +291,18 @@ pub(crate) async fn upgrade(
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
     let token = token_of(&req);
+    // Pusher's private and presence channels need Pusher's channel auth, or a token that
+    // grants them (checked with the token's other patterns when the session opens).
+    if token.is_none() {
+        if let Some(c) = channels.iter().find(|c| server.pusher_reserved(c)) {
+            return plain(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "channel {c:?} is for authorized Pusher clients (or a token that grants it)"
+                ),
+            );
+        }
+    }
     let route = Route {
         protocol,
         channels,
