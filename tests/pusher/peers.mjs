@@ -23,7 +23,12 @@ function within(step, ms, promise) {
   ]).catch((e) => fail(step, e.message));
 }
 
-const server = new PusherServer({ appId, key, secret, host, port, useTLS: false });
+// With an encryption master key the SDK encrypts events on private-encrypted- channels and
+// gives each subscriber the channel's shared secret through the auth endpoint.
+const encryptionMasterKeyBase64 = Buffer.alloc(32, 7).toString('base64');
+const server = new PusherServer({
+  appId, key, secret, host, port, useTLS: false, encryptionMasterKeyBase64,
+});
 
 // The backend's auth endpoint, as an app would have it: authorizes private and presence
 // channels for the user named in the request.
@@ -117,6 +122,16 @@ bChat.trigger('client-typing', { who: 'bob' });
 const t = await within('client event', 5000, typing);
 if (t.who !== 'bob') fail('client event', JSON.stringify(t));
 ok('private channel + client event');
+
+// End-to-end encrypted channel: sockhub relays the SDK's ciphertext untouched and pusher-js
+// decrypts it with the shared secret from the auth endpoint.
+const vault = alice.subscribe('private-encrypted-vault');
+await within('encrypted subscribe', 5000, subscribed(vault));
+const sealed = next(vault, 'secret');
+await server.trigger('private-encrypted-vault', 'secret', { code: 42 });
+const opened = await within('encrypted event', 5000, sealed);
+if (opened.code !== 42) fail('encrypted channel', JSON.stringify(opened));
+ok('encrypted channel');
 
 // Presence: both see each other; alice sees bob arrive.
 const aRoom = alice.subscribe('presence-room');

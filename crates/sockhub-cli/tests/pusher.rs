@@ -83,6 +83,7 @@ fn pusher_js_and_the_pusher_server_sdk_work_against_sockhub() {
         "public channel + trigger",
         "subscription count",
         "private channel + client event",
+        "encrypted channel",
         "presence channel + member_added",
         "channel info + channels + users",
         "batch trigger",

@@ -224,4 +224,20 @@ async fn private_and_presence_channels_need_pusher_auth_or_a_token_that_grants_t
         p.subscribe("private-chat").await.event,
         "pusher_internal:subscription_succeeded"
     );
+    // Client events: never on encrypted channels (as on Pusher).
+    assert_eq!(
+        p.subscribe("private-encrypted-vault").await.event,
+        "pusher_internal:subscription_succeeded"
+    );
+    p.send(&json!({ "event": "client-x", "channel": "private-encrypted-vault", "data": {} }))
+        .await;
+    let e = p.next().await;
+    assert_eq!(e.event, "pusher:error");
+    assert!(
+        e.data["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("private-encrypted-"),
+        "{e:?}"
+    );
 }

@@ -642,6 +642,15 @@ fn client_event(state: &PusherState, session: &Session, name: &str, ev: ClientEv
         );
         return;
     }
+    if channel.starts_with("private-encrypted-") {
+        // As on Pusher: the server cannot tell a client's ciphertext from garbage.
+        send_error(
+            session,
+            None,
+            "client events are not supported on private-encrypted- channels",
+        );
+        return;
+    }
     if over_rate {
         session.close_with(CloseReason::Adapter {
             code: 4301,
