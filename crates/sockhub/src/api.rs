@@ -38,10 +38,10 @@ use http_body_util::{BodyExt as _, Limited};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::secrets_equal;
-use crate::http::PeerAddr;
 use crate::hub::SendError;
 use crate::message::{validate_channel_name, Message, SessionId};
-use crate::server::ServerShared;
+use crate::shared::PeerAddr;
+use crate::shared::ServerShared;
 
 /// Most channels one publish may name.
 pub const MAX_PUBLISH_CHANNELS: usize = 100;

@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use crate::api::{ApiError, Authorized};
 use crate::close::CloseReason;
 use crate::hub::ChannelInfo;
-use crate::server::ServerShared;
+use crate::shared::ServerShared;
 use crate::stats::StatsSnapshot;
 
 /// The page served at `GET /dashboard`.

@@ -21,12 +21,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt as _;
 
-use crate::server::ServerShared;
+use crate::shared::ServerShared;
 use crate::transport::{tcp, ws};
 
-/// The remote address of the HTTP connection a request came on (a request extension).
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub SocketAddr);
+pub use crate::shared::PeerAddr;
 
 /// Largest HTTP request head (request line + headers) read, in bytes.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;

@@ -81,6 +81,7 @@ mod rate;
 pub mod relay;
 pub mod server;
 pub mod session;
+mod shared;
 mod static_files;
 pub mod stats;
 mod transport;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::config::WebhookEvent;
-use crate::server::ServerShared;
+use crate::shared::ServerShared;
 use crate::webhook::{Outcome, LATENCY_BUCKETS};
 
 const TRANSPORTS: [&str; 3] = ["ws", "tcp", "udp"];

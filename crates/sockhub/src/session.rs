@@ -10,7 +10,7 @@ use crate::config::Protocol;
 use crate::hub::{Hub, SendError, SessionShared, SubscribeError};
 use crate::message::{ChannelName, Message, SessionId, Transport};
 use crate::protocol::WireFormat;
-use crate::server::ServerShared;
+use crate::shared::ServerShared;
 
 /// One connected client — a WebSocket, a TCP connection or a UDP peer — as handlers see it.
 /// Cheap to clone; every method is non-blocking (it queues and returns).

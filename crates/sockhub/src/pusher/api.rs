@@ -29,9 +29,9 @@ use serde_json::{json, Value};
 
 use super::{parse_socket_id, signature, validate_channel, PusherState};
 use crate::config::Protocol;
-use crate::http::PeerAddr;
 use crate::message::Message;
-use crate::server::ServerShared;
+use crate::shared::PeerAddr;
+use crate::shared::ServerShared;
 use crate::transport::ws::{self, Route};
 
 /// Largest event `data`, as Pusher limits it.

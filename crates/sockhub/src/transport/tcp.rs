@@ -15,7 +15,7 @@ use crate::close::CloseReason;
 use crate::config::{TcpFraming, TcpOptions};
 use crate::framing::{LengthPrefixedDecoder, LinesDecoder, TooLarge};
 use crate::protocol::{encode_close_notice, Framing, WireFormat};
-use crate::server::{Knock, ServerShared};
+use crate::shared::{Knock, ServerShared};
 use crate::transport::stream::{Connection, Inbound, StreamCodec};
 use crate::Message;
 

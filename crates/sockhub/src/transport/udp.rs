@@ -29,8 +29,8 @@ use crate::config::UdpOptions;
 use crate::message::Message;
 use crate::protocol::{encode_close_notice, Framing, WireFormat};
 use crate::rate::RateLimiter;
-use crate::server::{Knock, ServerShared};
 use crate::session::Session;
+use crate::shared::{Knock, ServerShared};
 use crate::transport::dispatch;
 
 pub(crate) mod validation;

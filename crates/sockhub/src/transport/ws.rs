@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use crate::close::CloseReason;
 use crate::config::Protocol;
 use crate::protocol::{Framing, WireFormat};
-use crate::server::{Knock, ServerShared};
+use crate::shared::{Knock, ServerShared};
 use crate::transport::stream::{Connection, Inbound, StreamCodec};
 use crate::ws::codec::{self, Decoder, Event, OpCode, Role};
 use crate::ws::deflate::{self, Agreed, InflateError, Inflater};
