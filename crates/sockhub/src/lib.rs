@@ -48,10 +48,11 @@
 //! | [`api`] | the HTTP API (`/api/*`), readiness and `/metrics` |
 //! | `dashboard` | the live dashboard page (`/dashboard`), its Server-Sent Events stats stream (`/api/stats/stream`), and `/admission` for the demo page |
 //! | [`broker`] | the [`Broker`] seam to other nodes, and the single-node [`MemoryBroker`] |
-//! | [`pusher`] | the Pusher Channels protocol (WebSocket `/app/{key}`, HTTP `/apps/{id}/…`) over the same hub |
+//! | [`pusher`] | the Pusher Channels protocol (WebSocket `/app/{key}`, HTTP `/apps/{id}/…`) over the same hub; presence members shared through the relay's heartbeats |
 //! | [`relay`] | a [`Broker`] over any pub/sub server (Redis, NATS): envelopes, heartbeats, routing, reconnects |
 //! | `static_files` | the user's own files (`--static-dir`) under `/static/`: tower-http's `ServeDir`, confined to the directory |
-//! | [`server`] | [`Server`]: runs listeners until a shutdown future, then drains |
+//! | `shared` | what every task of a server shares, and a session's admission (token, connect webhook, handler), opening and end |
+//! | [`server`] | [`Server`]: starts the listeners over the shared state, runs until a shutdown future, then drains |
 //! | [`config`] | [`Limits`] and per-listener options, with their defaults |
 //! | [`stats`] | counters of everything the server does, drops and disconnects included |
 
