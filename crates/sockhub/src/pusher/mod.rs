@@ -15,7 +15,7 @@
 //! raw, json, TCP or UDP client, or `/api/publish`) reaches Pusher clients as event `message`
 //! with the payload as `data` (binary payloads: base64, event `message-binary`).
 //!
-//! Presence works across nodes with a broker (see [`presence`]): each node announces its
+//! Presence works across nodes with a broker (see the `presence` module): each node announces its
 //! members in its heartbeats, and subscribers everywhere see one member list.
 
 pub mod api;
