@@ -462,3 +462,47 @@ hub = {
 }
 for name, data in hub.items():
     write("hub_ops", name, data)
+
+# ---- Pusher client messages ----------------------------------------------------------------------
+# Lines `<op><slot><rest>`: m text, b binary, s<auth><channel>[\t<channel_data>] subscribe,
+# u<channel> unsubscribe, i<auth><user_data> signin, c<name>\t<channel>[\t<data>] client event,
+# p ping, x[<id>] close and reopen. Auth codes: g good, o other socket's, f last digit changed,
+# u upper case, k other key, d other channel data, n none. Slots 0, 1: app 0; slot 2: app 1.
+
+
+def steps(*lines):
+    return "\n".join(lines).encode()
+
+
+pusher_message = {
+    "public_subscribe_ping": steps("s0nnews", "p0", "s1nnews", "u0news", "s0gnews"),
+    "private_auth_codes": steps("s0gprivate-chat", "s1oprivate-chat", "s1fprivate-chat",
+                                "s1kprivate-chat", "s1uprivate-chat", "s2gprivate-chat"),
+    "presence_two_users": steps('s0gpresence-room\t{"user_id":"u1","user_info":{"name":"A"}}',
+                                's1gpresence-room\t{"user_id":2}',
+                                's2gpresence-room\t{"user_id":"u1","user_info":[]}',
+                                "u2presence-room", "x1", "x0"),
+    "presence_bad_channel_data": steps("s0gpresence-x", "s0gpresence-x\tnot json",
+                                       's0gpresence-x\t{"user_info":{}}',
+                                       's0dpresence-x\t{"user_id":"a"}'),
+    "client_events_cache": steps("s0gprivate-cache-x", 'c0client-typing\tprivate-cache-x\t{"a":1}',
+                                 "s1gprivate-cache-x", "c1client-x\tprivate-cache-x\ttext",
+                                 "s2gprivate-cache-x", "c2client-x\tprivate-cache-x",
+                                 "c0client-nochannel", "c0client-x\tpublic", "c0other\tprivate-cache-x"),
+    "presence_client_event": steps('s0gpresence-c\t{"user_id":"7"}', 's1gpresence-c\t{"user_id":"8"}',
+                                   "c1client-hi\tpresence-c\tnull", "s0ncache-public", "s1ncache-public"),
+    "signin": steps('i0g{"id":"u1","name":"x"}', 'i1f{"id":1}', 'i0g{"name":"no id"}',
+                    'i2u{"id":null}', "i0n"),
+    "raw_messages": steps('m0{"event":"pusher:ping","data":{}}',
+                          'm1{"event":"pusher:subscribe","data":{"channel":"a b"}}',
+                          "m2not json", "b0binary", 'm0{"event":"unknown"}',
+                          'm0{"event":"pusher:subscribe","data":{"channel":"x","auth":1}}',
+                          'm0{"event":"pusher:unsubscribe","data":"x"}',
+                          'm0{"event":"client-x","channel":7}', 'm0{"event":"pusher:pong"}'),
+    "too_many_channels": steps("s0na", "s0nb", "s0nc", "s0nd", "s0ne", "u0a", "s0ne"),
+    "channel_names": steps("s0n" + "a" * 164, "s0n" + "a" * 165, "s0n", "s0nA-Za_z0=9@,.;",
+                           "s0nhas space", "s0n\u00e9t\u00e9", "s0nchan/slash"),
+    "close_reopen_ids": steps("x04294967296", "x118446744073709551615", "x20", "x2", "s0nz", "x1"),
+}
+for name, data in pusher_message.items():
+    write("pusher_message", name, data)

@@ -8,7 +8,10 @@
 //! - the WebSocket upgrade checks and URL query parser used by `transport::ws::upgrade`;
 //! - UDP return-routability (`transport::udp::validation`): control datagrams, cookies, credit;
 //! - sessions registered in a [`Hub`] without a socket, for hub operation sequences: subscribe,
-//!   unsubscribe, publish, broadcast, and the driver's side of an outbox (take, finish).
+//!   unsubscribe, publish, broadcast, and the driver's side of an outbox (take, finish);
+//! - a server with Pusher apps and no listeners ([`FuzzPusher`]): Pusher sessions fed client
+//!   messages through `transport::dispatch` (as the WebSocket driver does), and requests to the
+//!   Pusher HTTP API routes, run in memory.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -186,5 +189,145 @@ impl FuzzSession {
     pub fn finish(self, hub: &Hub, reason: CloseReason) {
         self.shared.outbox.close(reason);
         hub.inner.unregister(&self.shared);
+    }
+}
+
+/// A server with Pusher apps, no listeners and no background tasks: what `Server::with_parts`
+/// builds, minus webhooks (none configured here) and client auth.
+pub struct FuzzPusher {
+    /// The state every session and API request of the server shares.
+    server: Arc<crate::shared::ServerShared>,
+    /// Runs the API's async handlers to completion (current thread; nothing is spawned).
+    runtime: tokio::runtime::Runtime,
+}
+
+/// A Pusher session with no socket: the target plays its WebSocket driver.
+pub struct FuzzPusherSession {
+    /// The session as handlers and the Pusher adapter see it.
+    session: crate::session::Session,
+}
+
+impl FuzzPusher {
+    /// A server for `apps` (no webhook URLs) with `limits`, the built-in handler and the
+    /// in-memory broker.
+    ///
+    /// # Errors
+    /// If the runtime for API requests cannot be built.
+    pub fn new(
+        apps: Vec<crate::config::PusherApp>,
+        limits: crate::Limits,
+    ) -> std::io::Result<Self> {
+        let config = crate::ServerConfig {
+            limits,
+            pusher: apps,
+            ..crate::ServerConfig::default()
+        };
+        let pusher = Arc::new(crate::pusher::PusherState::new(config.pusher.clone()));
+        let server = crate::shared::ServerShared {
+            hub: Hub::new(&config.limits, Arc::new(crate::MemoryBroker)),
+            handler: Arc::new(crate::Broadcast),
+            permits: Arc::new(tokio::sync::Semaphore::new(1024)),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            tracker: tokio_util::task::TaskTracker::new(),
+            token_secret: None,
+            webhooks: None,
+            api_rate: std::sync::Mutex::new(crate::rate::RateLimiter::new(
+                0,
+                tokio::time::Instant::now(),
+            )),
+            pusher: Some(pusher),
+            config,
+        };
+        Ok(FuzzPusher {
+            server: Arc::new(server),
+            runtime: tokio::runtime::Builder::new_current_thread().build()?,
+        })
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> Hub {
+        self.server.hub.clone()
+    }
+
+    /// Opens a Pusher WebSocket session of app `app` under `id` (which must not be in use), as
+    /// `GET /app/{key}` does once upgraded: `open_session_as` with no channels, then
+    /// `PusherState::opened` (which queues `pusher:connection_established`). Frames are
+    /// datagram-framed, so each one is exactly the event's JSON.
+    ///
+    /// # Errors
+    /// Why the server refused the session.
+    pub fn open(&self, app: usize, id: SessionId) -> Result<FuzzPusherSession, CloseReason> {
+        let format = WireFormat {
+            framing: Framing::Datagram,
+            protocol: Protocol::Pusher,
+        };
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+        let session = self.server.open_session_as::<&str>(
+            id,
+            Transport::WebSocket,
+            peer,
+            format,
+            &[],
+            None,
+        )?;
+        let activity = self.server.config.limits.ping_interval.as_secs().max(1);
+        if let Some(p) = &self.server.pusher {
+            p.opened(&session, app, activity);
+        }
+        Ok(FuzzPusherSession { session })
+    }
+
+    /// One request to the Pusher HTTP API routes (`/apps/{id}/…`), run to completion: status
+    /// and body.
+    pub fn api(&self, method: &str, uri: &str, body: Vec<u8>) -> (u16, Bytes) {
+        use tower::ServiceExt as _;
+        let router = crate::pusher::api::routes().with_state(self.server.clone());
+        let Ok(req) = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body))
+        else {
+            return (0, Bytes::new());
+        };
+        self.runtime.block_on(async move {
+            let Ok(res) = router.oneshot(req).await;
+            let status = res.status().as_u16();
+            let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+                .await
+                .unwrap_or_default();
+            (status, body)
+        })
+    }
+}
+
+impl FuzzPusherSession {
+    /// Its id (its socket id is `pusher::socket_id(id)`).
+    pub fn id(&self) -> SessionId {
+        self.session.id()
+    }
+
+    /// A message from the client (`transport::dispatch`, what the WebSocket driver calls).
+    pub fn receive(&self, message: Message) {
+        crate::transport::dispatch(&self.session, message);
+    }
+
+    /// Plays the driver once: every queued frame (each one event's JSON) and the close
+    /// request, if any.
+    pub fn take(&self) -> (Vec<Bytes>, Option<CloseReason>) {
+        let mut q = VecDeque::new();
+        let shared = &self.session.shared;
+        let closing = shared.outbox.take(&mut q);
+        let bytes = q.iter().map(Bytes::len).sum();
+        shared.outbox.written(bytes, q.len());
+        (q.into(), closing)
+    }
+
+    /// The connection ends (`ServerShared::finish_session`: the Pusher adapter forgets it and
+    /// its presence memberships, the hub unregisters it).
+    pub fn finish(self, reason: CloseReason) {
+        self.session
+            .server()
+            .clone()
+            .finish_session(&self.session, &reason);
     }
 }
