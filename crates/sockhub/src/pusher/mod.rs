@@ -391,6 +391,11 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
         );
         return;
     };
+    // serde reads a struct from a JSON array too; the protocol's messages are objects.
+    if !text.trim_start().starts_with('{') {
+        send_error(session, None, "invalid JSON: expected an object");
+        return;
+    }
     let ev: ClientEvent = match serde_json::from_str(text) {
         Ok(ev) => ev,
         Err(e) => {
@@ -432,7 +437,7 @@ pub(crate) fn dispatch(session: &Session, message: Message) {
 }
 
 fn subscribe(state: &PusherState, session: &Session, data: &Value) {
-    let Ok(sub) = Subscribe::deserialize(data) else {
+    let (true, Ok(sub)) = (data.is_object(), Subscribe::deserialize(data)) else {
         send_error(session, None, "pusher:subscribe needs data.channel");
         return;
     };
@@ -482,6 +487,7 @@ fn subscribe(state: &PusherState, session: &Session, data: &Value) {
         let parsed = sub
             .channel_data
             .as_deref()
+            .filter(|d| d.trim_start().starts_with('{'))
             .and_then(|d| serde_json::from_str::<ChannelData>(d).ok());
         let Some(cd) = parsed else {
             send_subscription_error(
@@ -762,5 +768,41 @@ mod tests {
         let v: Value = serde_json::from_slice(&named).unwrap();
         assert_eq!(v["event"], "update");
         assert_eq!(v["data"], "{\"a\":1}");
+    }
+
+    /// Found by the `pusher_message` fuzz target's model: serde's derived structs also read a
+    /// JSON array (`["pusher:ping"]` was a ping), in a message, in subscribe data and in
+    /// presence channel_data.
+    #[test]
+    fn arrays_are_not_pusher_messages() {
+        use crate::fuzzing::FuzzPusher;
+        let app = PusherApp {
+            app_id: "1".into(),
+            key: "key".into(),
+            secret: "secret".into(),
+            ..PusherApp::default()
+        };
+        let server = FuzzPusher::new(vec![app], crate::Limits::default()).unwrap();
+        let s = server.open(0, SessionId(1)).unwrap();
+        s.take();
+        let event = |text: &str| {
+            s.receive(Message::text(text));
+            let (frames, _) = s.take();
+            assert_eq!(frames.len(), 1, "{text}");
+            let v: Value = serde_json::from_slice(&frames[0]).unwrap();
+            (v["event"].as_str().unwrap().to_string(), v)
+        };
+        assert_eq!(event(r#"["pusher:ping"]"#).0, "pusher:error");
+        assert_eq!(event(r#"{"event":"pusher:ping"}"#).0, "pusher:pong");
+        let sub = r#"{"event":"pusher:subscribe","data":["news"]}"#;
+        assert_eq!(event(sub).0, "pusher:error");
+        assert_eq!(server.hub().subscribers("news"), 0);
+        let data = r#"["u1",{}]"#;
+        let auth = signature::sign("secret", &format!("0.1:presence-room:{data}"));
+        let sub = json!({ "event": "pusher:subscribe", "data": {
+            "channel": "presence-room", "auth": format!("key:{auth}"), "channel_data": data } });
+        let (name, v) = event(&sub.to_string());
+        assert_eq!(name, "pusher:subscription_error");
+        assert!(v["data"].as_str().unwrap().contains("400"));
     }
 }
