@@ -265,6 +265,10 @@ pub struct PusherApp {
     /// client of this app subscribes to or leaves it (not on presence channels, which count
     /// members). Default false, as on Pusher, where it is an app setting.
     pub subscription_count: bool,
+    /// Users a presence channel may have, counted on every node (as on Pusher, default 100);
+    /// a new user beyond it gets `pusher:subscription_error` with status 4100
+    /// ("LimitReached"). 0: no limit.
+    pub max_presence_members: usize,
 }
 
 impl Default for PusherApp {
@@ -279,6 +283,7 @@ impl Default for PusherApp {
             webhook_url: None,
             max_connections: 0,
             subscription_count: false,
+            max_presence_members: 100,
         }
     }
 }

@@ -241,3 +241,42 @@ async fn private_and_presence_channels_need_pusher_auth_or_a_token_that_grants_t
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn a_full_presence_channel_refuses_new_users_but_not_new_sockets_of_members() {
+    let srv = server(app(|a| a.max_presence_members = 2), None).await;
+    let mut alice = client(&srv).await;
+    alice.join("presence-small", "alice").await;
+    let mut bob = client(&srv).await;
+    bob.join("presence-small", "bob").await;
+    assert_eq!(alice.next().await.data["user_id"], "bob");
+
+    // Carol's subscription is signed correctly, but the channel is full.
+    let mut carol = client(&srv).await;
+    let channel_data = json!({ "user_id": "carol", "user_info": {} }).to_string();
+    let auth = format!(
+        "key7:{}",
+        sockhub::pusher::signature::sign(
+            "secret7",
+            &format!("{}:presence-small:{channel_data}", carol.socket_id)
+        )
+    );
+    carol
+        .send(&json!({
+            "event": "pusher:subscribe",
+            "data": { "channel": "presence-small", "auth": auth, "channel_data": channel_data },
+        }))
+        .await;
+    let refused = carol.next().await;
+    assert_eq!(refused.event, "pusher:subscription_error");
+    assert_eq!(refused.data["status"], 4100);
+    assert_eq!(refused.data["type"], "LimitReached");
+
+    // Alice on a second device is no new member.
+    let mut alice2 = client(&srv).await;
+    let snap = alice2.join("presence-small", "alice").await;
+    assert_eq!(presence_ids(&snap), ["alice", "bob"]);
+    // Nobody heard of Carol.
+    srv.hub.publish("presence-small", "marker");
+    assert_eq!(alice.next().await.data, json!("marker"));
+}

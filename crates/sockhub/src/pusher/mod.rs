@@ -502,6 +502,23 @@ fn subscribe(state: &PusherState, session: &Session, data: &Value) {
             Value::String(s) => s,
             other => other.to_string(),
         };
+        // A new member of a full channel is refused (someone already in may add sockets).
+        let limit = app_cfg.max_presence_members;
+        let members = state.presence.members(&session.hub().inner, channel);
+        if limit > 0 && members.len() >= limit && !members.iter().any(|(u, _)| *u == id) {
+            let data = json!({
+                "type": "LimitReached",
+                "error": format!("presence channel is full ({limit} members)"),
+                "status": 4100,
+            });
+            send_event(
+                session,
+                "pusher:subscription_error",
+                Some(channel),
+                &data.to_string(),
+            );
+            return;
+        }
         Some((id, cd.user_info))
     } else {
         None
