@@ -40,7 +40,8 @@ pub fn verify_channel_auth(
     channel_data: Option<&str>,
     auth: &str,
 ) -> bool {
-    let Some((k, sig)) = auth.split_once(':') else {
+    // The key may contain ':' (a config file allows it); the hex signature cannot.
+    let Some((k, sig)) = auth.rsplit_once(':') else {
         return false;
     };
     if !crate::auth::secrets_equal(k.as_bytes(), key.as_bytes()) {
@@ -61,7 +62,7 @@ pub fn verify_signin(
     user_data: &str,
     auth: &str,
 ) -> bool {
-    let Some((k, sig)) = auth.split_once(':') else {
+    let Some((k, sig)) = auth.rsplit_once(':') else {
         return false;
     };
     crate::auth::secrets_equal(k.as_bytes(), key.as_bytes())
@@ -226,6 +227,35 @@ mod tests {
             1353088179,
         );
         assert_eq!(wrong, Err(RequestError::Signature));
+    }
+
+    /// Found by the `pusher_request` fuzz target: the auth was split at its first ':', so with
+    /// a key containing one (allowed in a config file) no private or presence subscription and
+    /// no signin ever verified.
+    #[test]
+    fn key_with_a_colon_verifies() {
+        let key = "app:key";
+        let sig = sign(SECRET, "1.2:private-x");
+        let auth = format!("{key}:{sig}");
+        assert!(verify_channel_auth(
+            key,
+            SECRET,
+            "1.2",
+            "private-x",
+            None,
+            &auth
+        ));
+        assert!(!verify_channel_auth(
+            "app",
+            SECRET,
+            "1.2",
+            "private-x",
+            None,
+            &auth
+        ));
+        let sig = sign(SECRET, "1.2::user::{\"id\":\"u\"}");
+        let auth = format!("{key}:{sig}");
+        assert!(verify_signin(key, SECRET, "1.2", r#"{"id":"u"}"#, &auth));
     }
 
     #[test]
