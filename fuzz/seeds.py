@@ -506,3 +506,41 @@ pusher_message = {
 }
 for name, data in pusher_message.items():
     write("pusher_message", name, data)
+
+# ---- Pusher signatures and API event bodies ------------------------------------------------------
+# Lines: key, secret, socket id, channel, channel/user data, method, path, extra query
+# parameters, control (route e|b|-, signing s|x|e|w|n, change index), then the body.
+DOCS_KEY, DOCS_SECRET = "278d425bdf160c739803", "7ad3773142a6692b25b8"  # Pusher's docs examples
+PRESENCE_DATA = '{"user_id":"10","user_info":{"name":"Mr. Channels"}}'
+
+
+def request(body=b"", control="es0", key=DOCS_KEY, secret=DOCS_SECRET, sid="1234.1234",
+            channel="private-foobar", data=PRESENCE_DATA, method="POST", path="/apps/3/events",
+            params=""):
+    head = "\n".join([key, secret, sid, channel, data, method, path, params, control])
+    return head.encode() + b"\n" + body
+
+
+pusher_request = {
+    "docs_example": request(b'{"name":"foo","channels":["project-3"],"data":"{\\"some\\":\\"data\\"}"}'),
+    "events_except_and_info": request(
+        b'{"name":"ev","channels":["a","b"],"data":"hi","socket_id":"0.1",'
+        b'"info":"subscription_count,user_count"}', control="es7"),
+    "batch_two": request(
+        b'{"batch":[{"name":"e1","channel":"a","data":{"x":1}},'
+        b'{"name":"e2","channel":"c","data":"y","info":"subscription_count"}]}', control="bs12"),
+    "data_over_10k": request(b'{"name":"big","channel":"a","data":"' + b"x" * 10241 + b'"}', control="es1"),
+    "bad_signature": request(b'{"name":"e","channel":"a"}', control="ex2"),
+    "expired": request(b'{"name":"e","channel":"a"}', control="ee"),
+    "unknown_app": request(b'{"name":"e","channel":"a"}', control="bw"),
+    "unsigned": request(b'{"batch":[]}', control="bn"),
+    "get_with_params": request(control="-s5", method="GET", path="/apps/1/channels",
+                               params="filter_by_prefix=presence-&info=user_count"),
+    "odd_params_and_method": request(b"{}", control="es99", method="post", path="/apps/1/events",
+                                     params="\u043a\u043b\u044e\u0447=\u0437\u043d\u0430\u0447\u0435\u043d\u0438\u0435&A=B&a b=c+d&&=x"),
+    "types_and_duplicates": request(b'{"name":"e","name":"f","channel":"a"}', control="es3"),
+    "private_key_and_signin_data": request(b"", control="-s40", data='{"id":"u1","name":"x"}',
+                                           sid="4294967295.4294967295", channel="presence-room"),
+}
+for name, data in pusher_request.items():
+    write("pusher_request", name, data)
