@@ -45,11 +45,14 @@ pub fn socket_id(id: SessionId) -> String {
     format!("{}.{}", id.0 >> 32, id.0 & 0xffff_ffff)
 }
 
-/// The session behind a socket id.
+/// The session behind a socket id, written exactly as [`socket_id`] writes it (no sign, no
+/// leading zeros: `0.01` is no other name for `0.1`).
 pub fn parse_socket_id(s: &str) -> Option<SessionId> {
     let (hi, lo) = s.split_once('.')?;
     let (hi, lo): (u64, u64) = (hi.parse().ok()?, lo.parse().ok()?);
-    (hi <= u64::from(u32::MAX) && lo <= u64::from(u32::MAX)).then_some(SessionId(hi << 32 | lo))
+    (hi <= u64::from(u32::MAX) && lo <= u64::from(u32::MAX))
+        .then_some(SessionId(hi << 32 | lo))
+        .filter(|&id| socket_id(id) == s)
 }
 
 /// Pusher's channel-name rules: 1–164 characters of `A-Za-z0-9_-=@,.;`.
@@ -759,6 +762,20 @@ mod tests {
         }
         assert_eq!(parse_socket_id("1"), None);
         assert_eq!(parse_socket_id("99999999999.1"), None);
+    }
+
+    /// Found by the `pusher_request` fuzz target: `str::parse` takes leading zeros and a `+`,
+    /// so an API `socket_id` of `1234.0617` or `+0.1` excluded a session it does not name.
+    #[test]
+    fn parse_socket_id_takes_only_what_socket_id_writes() {
+        for s in ["1234.0617", "01.1", "+0.1", "0.+1", "00.0", "1. 2"] {
+            assert_eq!(parse_socket_id(s), None, "{s}");
+        }
+        assert_eq!(parse_socket_id("0.0"), Some(SessionId(0)));
+        assert_eq!(
+            parse_socket_id("1234.617"),
+            Some(SessionId(1234 << 32 | 617))
+        );
     }
 
     #[test]
