@@ -320,8 +320,22 @@ fn check_request(
 
 // ---- the API bodies --------------------------------------------------------------------------
 
-/// A JSON object's entries in order, duplicates kept (a `Value` would keep only the last).
+/// An event object's fields in order, duplicates kept (a `Value` would keep only the last).
+/// Other members are skipped as serde skips unknown fields (their strings are not checked
+/// for UTF-8, so neither are they here).
 struct Entries(Vec<(String, Value)>);
+
+fn event_entries<'de, A: MapAccess<'de>>(mut map: A) -> Result<Entries, A::Error> {
+    let mut v = Vec::new();
+    while let Some(k) = map.next_key::<String>()? {
+        if EVENT_FIELDS.contains(&k.as_str()) {
+            v.push((k, map.next_value::<Value>()?));
+        } else {
+            map.next_value::<IgnoredAny>()?;
+        }
+    }
+    Ok(Entries(v))
+}
 
 impl<'de> Deserialize<'de> for Entries {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -331,12 +345,8 @@ impl<'de> Deserialize<'de> for Entries {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
-                let mut v = Vec::new();
-                while let Some(e) = map.next_entry::<String, Value>()? {
-                    v.push(e);
-                }
-                Ok(Entries(v))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Entries, A::Error> {
+                event_entries(map)
             }
         }
         d.deserialize_map(V)
@@ -412,12 +422,8 @@ impl<'de> Visitor<'de> for AnyVisitor {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("anything")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Any, A::Error> {
-        let mut v = Vec::new();
-        while let Some(e) = map.next_entry::<String, Value>()? {
-            v.push(e);
-        }
-        Ok(Any::Object(Entries(v)))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Any, A::Error> {
+        event_entries(map).map(Any::Object)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Any, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
