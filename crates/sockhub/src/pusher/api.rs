@@ -267,6 +267,12 @@ fn check(ev: Event) -> Result<Checked, Fail> {
     for c in &channels {
         validate_channel(c).map_err(bad)?;
     }
+    // A channel named twice gets the event once.
+    let mut seen = std::collections::HashSet::new();
+    let channels: Vec<String> = channels
+        .into_iter()
+        .filter(|c| seen.insert(c.clone()))
+        .collect();
     if ev.name.is_empty() || ev.name.len() > 200 {
         return Err(bad("event name must be 1 to 200 characters".into()));
     }
@@ -492,11 +498,8 @@ mod tests {
     use crate::fuzzing::FuzzPusher;
     use crate::message::SessionId;
 
-    /// Found by the `pusher_request` fuzz target: events were published one by one as they
-    /// passed the checks, so a batch refused for its second event (400) had already sent the
-    /// first.
-    #[test]
-    fn refused_batch_publishes_nothing() {
+    /// A server with one app and a Pusher subscriber of channel `a`.
+    fn subscriber() -> (FuzzPusher, crate::fuzzing::FuzzPusherSession) {
         let app = PusherApp {
             app_id: "1".into(),
             key: "key".into(),
@@ -509,24 +512,45 @@ mod tests {
             r#"{"event":"pusher:subscribe","data":{"channel":"a"}}"#,
         ));
         s.take();
-        let post = |body: &str| {
-            let path = "/apps/1/batch_events";
-            let md5 = signature::body_md5(body.as_bytes());
-            let ts = crate::auth::unix_now();
-            let query = format!("auth_key=key&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
-            let sig = signature::sign("secret", &format!("POST\n{path}\n{query}"));
-            let uri = format!("{path}?{query}&auth_signature={sig}");
-            server.api("POST", &uri, body.into()).0
-        };
+        (server, s)
+    }
+
+    /// A signed `POST` of `body` to `path`: the status.
+    fn post(server: &FuzzPusher, path: &str, body: &Value) -> u16 {
+        let body = body.to_string();
+        let md5 = signature::body_md5(body.as_bytes());
+        let ts = crate::auth::unix_now();
+        let query = format!("auth_key=key&auth_timestamp={ts}&auth_version=1.0&body_md5={md5}");
+        let sig = signature::sign("secret", &format!("POST\n{path}\n{query}"));
+        let uri = format!("{path}?{query}&auth_signature={sig}");
+        server.api("POST", &uri, body.into()).0
+    }
+
+    /// Found by the `pusher_request` fuzz target: events were published one by one as they
+    /// passed the checks, so a batch refused for its second event (400) had already sent the
+    /// first.
+    #[test]
+    fn refused_batch_publishes_nothing() {
+        let (server, s) = subscriber();
         let event = |name: &str, channel: &str| json!({ "name": name, "channel": channel });
         let bad = json!({ "batch": [event("e1", "a"), event("e2", "a b")] });
-        assert_eq!(post(&bad.to_string()), 400);
+        assert_eq!(post(&server, "/apps/1/batch_events", &bad), 400);
         assert!(
             s.take().0.is_empty(),
             "a refused batch published its first event"
         );
         let good = json!({ "batch": [event("e1", "a"), event("e2", "a")] });
-        assert_eq!(post(&good.to_string()), 200);
+        assert_eq!(post(&server, "/apps/1/batch_events", &good), 200);
         assert_eq!(s.take().0.len(), 2);
+    }
+
+    /// Found with the `pusher_request` fuzz target's model (a hand-written probe): an event
+    /// to `["a","a"]` reached the subscribers of `a` twice.
+    #[test]
+    fn channel_named_twice_gets_the_event_once() {
+        let (server, s) = subscriber();
+        let ev = json!({ "name": "e", "channels": ["a", "a"], "data": "x", "info": "subscription_count" });
+        assert_eq!(post(&server, "/apps/1/events", &ev), 200);
+        assert_eq!(s.take().0.len(), 1);
     }
 }
