@@ -394,31 +394,38 @@ pub(crate) async fn upgrade_as(
     let server2 = server.clone();
     server.tracker.spawn(async move {
         let _permit = permit;
-        let reason = match on_upgrade.await {
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => {
-                    let stream = parts.io.into_inner();
-                    // Bytes the client sent right after its request (usually none). Copied out
-                    // so hyper's whole read buffer is freed now, not held for the connection's
-                    // life: an idle connection keeps no buffer at all.
-                    let early = parts.read_buf.to_vec();
-                    drop(parts.read_buf);
-                    let mut codec = WsCodec::new(server2.config.limits.max_message_size, deflate);
-                    if protocol == Protocol::Pusher {
-                        codec = codec.for_pusher();
-                    }
-                    // Bound to a local and run by reference: the connection is stored once in
-                    // this task, not once here and again inside `run`'s future.
-                    let mut conn = Connection::new(stream, codec, session.clone());
-                    conn.run(&early).await
+        let reason = match into_stream(on_upgrade.await) {
+            Ok((stream, early)) => {
+                let mut codec = WsCodec::new(server2.config.limits.max_message_size, deflate);
+                if protocol == Protocol::Pusher {
+                    codec = codec.for_pusher();
                 }
-                Err(_) => CloseReason::Internal("upgraded connection is not a TCP stream".into()),
-            },
-            Err(e) => CloseReason::ConnectionLost(format!("upgrade failed: {e}")),
+                // Bound to a local and run by reference: the connection is stored once in
+                // this task, not once here and again inside `run`'s future.
+                let mut conn = Connection::new(stream, codec, session.clone());
+                conn.run(&early).await
+            }
+            Err(reason) => reason,
         };
         server2.finish_session(&session, &reason);
     });
     switching_protocols(&key, deflate)
+}
+
+/// The socket hyper hands back after the 101, and the bytes the client sent right after its
+/// request (usually none), copied out so hyper's whole read buffer is freed now, not held for
+/// the connection's life: an idle connection keeps no buffer at all. A function of its own
+/// rather than inline in the connection's task, where hyper's `Upgraded` and `Parts` would keep
+/// their ~120 bytes in every connection's task for its whole life (docs/performance.md).
+fn into_stream(
+    upgraded: hyper::Result<hyper::upgrade::Upgraded>,
+) -> Result<(TcpStream, Vec<u8>), CloseReason> {
+    let upgraded =
+        upgraded.map_err(|e| CloseReason::ConnectionLost(format!("upgrade failed: {e}")))?;
+    let parts = upgraded
+        .downcast::<TokioIo<TcpStream>>()
+        .map_err(|_| CloseReason::Internal("upgraded connection is not a TCP stream".into()))?;
+    Ok((parts.io.into_inner(), parts.read_buf.to_vec()))
 }
 
 /// The 101 answer to a WebSocket handshake with `key`.
