@@ -74,10 +74,9 @@ struct State {
     bytes: usize,
     /// Frames not yet written: queued plus taken-but-unwritten.
     frames: usize,
-    /// Set once, by the first close request; later requests keep the first reason.
-    closing: Option<CloseReason>,
-    /// Frames dropped by the drop-oldest policy, for stats.
-    dropped: u64,
+    /// Set once, by the first close request; later requests keep the first reason. (Boxed:
+    /// this record is part of every session, and a reason is needed only once it closes.)
+    closing: Option<Box<CloseReason>>,
 }
 
 impl Outbox {
@@ -102,9 +101,9 @@ impl Outbox {
                     st.queue.clear();
                     st.bytes -= freed;
                     st.frames -= n;
-                    st.closing = Some(CloseReason::SlowConsumer {
+                    st.closing = Some(Box::new(CloseReason::SlowConsumer {
                         max_bytes: limits.max_bytes,
-                    });
+                    }));
                     drop(st);
                     self.notify.notify_one();
                     return Push::Overflow;
@@ -125,7 +124,6 @@ impl Outbox {
                     if frame_dropped {
                         count += 1;
                     }
-                    st.dropped += count as u64;
                     if frame_dropped {
                         return Push::Dropped {
                             count,
@@ -186,7 +184,7 @@ impl Outbox {
             st.frames -= st.queue.len();
             st.queue.clear();
         }
-        st.closing = Some(reason);
+        st.closing = Some(Box::new(reason));
         drop(st);
         self.notify.notify_one();
         true
@@ -198,7 +196,8 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .closing
-            .clone()
+            .as_deref()
+            .cloned()
     }
 
     /// Moves every queued frame to the back of `into` (the driver's write queue) in one swap and
@@ -211,7 +210,7 @@ impl Outbox {
         } else {
             into.extend(st.queue.drain(..));
         }
-        st.closing.clone()
+        st.closing.as_deref().cloned()
     }
 
     /// Records that `bytes` in `frames` whole frames reached the socket.
@@ -227,15 +226,10 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).bytes
     }
 
-    /// Frames dropped so far by the drop-oldest policy.
-    #[cfg(test)]
-    pub(crate) fn dropped(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).dropped
-    }
-
-    /// Waits until a push or close may have happened since the last take.
-    pub(crate) async fn notified(&self) {
-        self.notify.notified().await;
+    /// Waits until a push or close may have happened since the last take. (Notify's own
+    /// future rather than an `async fn` around it: it is stored in every connection's task.)
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
     }
 }
 
@@ -283,7 +277,6 @@ mod tests {
         let mut q = VecDeque::new();
         assert_eq!(o.take(&mut q), None);
         assert_eq!(q, [&b"b"[..], b"c", b"d"]);
-        assert_eq!(o.dropped(), 1);
     }
 
     #[test]

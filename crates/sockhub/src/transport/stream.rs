@@ -6,7 +6,7 @@
 //! thread; a codec buffers only a message that straddles reads) and an empty write queue.
 //! Syscalls: after each readable event every reply produced by it goes out in one `writev`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
@@ -30,6 +30,10 @@ thread_local! {
     /// Read buffer shared by every connection driven on this worker thread. Borrowed only for a
     /// synchronous `try_read` + decode, never across an await or a handler call.
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_SIZE]);
+    /// Decoded items waiting for dispatch, shared the same way (a connection keeps none between
+    /// reads). Taken out while its items are dispatched, so a handler that somehow drove
+    /// another connection's read would find an empty vector, not a borrowed one.
+    static INBOUND: Cell<Vec<Inbound>> = const { Cell::new(Vec::new()) };
 }
 
 /// What a codec decoded from the client.
@@ -58,18 +62,6 @@ pub(crate) trait StreamCodec: Send + 'static {
     fn shrink_idle(&mut self);
 }
 
-/// Where the connection is in its life.
-enum Phase {
-    /// Reading and dispatching.
-    Open,
-    /// A close was decided: drain the write queue (close notice last), then linger until the
-    /// peer closes too or `deadline` passes.
-    Closing {
-        reason: CloseReason,
-        deadline: Instant,
-    },
-}
-
 /// Drives one stream connection (WebSocket after the upgrade, or TCP) until it closes.
 pub(crate) struct Connection<C> {
     /// The socket.
@@ -82,14 +74,12 @@ pub(crate) struct Connection<C> {
     writing: VecDeque<Bytes>,
     /// Bytes of `writing[0]` already written.
     front_written: usize,
-    /// Decoded items waiting for dispatch (kept to reuse its allocation across reads).
-    inbound: Vec<Inbound>,
-    /// When the client last sent anything (for the rate limiter).
-    last_rx: Instant,
     /// `max_messages_per_second`.
     rate: RateLimiter,
-    /// Open or closing.
-    phase: Phase,
+    /// A close was decided: only drain the write queue (close notice last) and linger until
+    /// the peer closes too. (The reason and the deadline live in the closing phase's future,
+    /// not in every open connection.)
+    closing: bool,
     /// The peer has closed its side (EOF or close frame): stop reading.
     peer_done: bool,
     /// Our write side has been shut down (FIN sent).
@@ -109,9 +99,7 @@ impl<C: StreamCodec> Connection<C> {
             session,
             writing: VecDeque::new(),
             front_written: 0,
-            inbound: Vec::new(),
-            last_rx: Instant::now(),
-            phase: Phase::Open,
+            closing: false,
             peer_done: false,
             write_shut: false,
         }
@@ -130,18 +118,21 @@ impl<C: StreamCodec> Connection<C> {
         match self.run_open().await {
             // Boxed: the closing phase's timer and futures are allocated only for the moments a
             // connection spends closing, not reserved in every idle connection's task.
-            Ok(()) => Box::pin(self.run_closing()).await,
+            Ok(reason) => {
+                let deadline = self.begin_close(&reason);
+                Box::pin(self.run_closing(reason, deadline)).await
+            }
             Err(reason) => reason,
         }
     }
 
-    /// The open phase: returns `Ok` when a close has begun, `Err` when the socket failed.
-    async fn run_open(&mut self) -> Result<(), CloseReason> {
+    /// The open phase: returns `Ok` with the reason when a close has begun, `Err` when the
+    /// socket failed.
+    async fn run_open(&mut self) -> Result<CloseReason, CloseReason> {
         loop {
             // Everything queued so far joins the write queue; a close request starts closing.
             if let Some(reason) = self.session.shared.outbox.take(&mut self.writing) {
-                self.begin_close(reason);
-                return Ok(());
+                return Ok(reason);
             }
             self.flush()
                 .map_err(|e| CloseReason::ConnectionLost(e.to_string()))?;
@@ -163,20 +154,13 @@ impl<C: StreamCodec> Connection<C> {
     }
 
     /// The closing phase: drain the write queue (close notice last), half-close, and linger
-    /// until the peer closes too or the deadline passes.
-    async fn run_closing(&mut self) -> CloseReason {
+    /// until the peer closes too or `deadline` passes.
+    async fn run_closing(&mut self, reason: CloseReason, deadline: Instant) -> CloseReason {
         let close_timeout = self.session.server().config.limits.close_timeout;
-        let Phase::Closing { deadline, .. } = &self.phase else {
-            return CloseReason::Internal("closing phase without a reason".into());
-        };
-        let timer = sleep_until(*deadline);
+        let timer = sleep_until(deadline);
         tokio::pin!(timer);
         loop {
             self.session.shared.outbox.take(&mut self.writing);
-            let Phase::Closing { reason, .. } = &self.phase else {
-                return CloseReason::Internal("closing phase without a reason".into());
-            };
-            let reason = reason.clone();
             if self.flush().is_err() {
                 return reason;
             }
@@ -217,8 +201,8 @@ impl<C: StreamCodec> Connection<C> {
     }
 
     /// Enters the closing phase: drops frames a slow consumer failed to read, queues the close
-    /// notice after the rest, and sets the deadline.
-    fn begin_close(&mut self, reason: CloseReason) {
+    /// notice after the rest, and returns the deadline.
+    fn begin_close(&mut self, reason: &CloseReason) -> Instant {
         let limits = &self.session.server().config.limits;
         if reason.discards_pending() {
             // Keep only a half-written frame: cutting it would corrupt the stream.
@@ -230,19 +214,17 @@ impl<C: StreamCodec> Connection<C> {
                 .written(dropped.iter().map(Bytes::len).sum(), dropped.len());
         }
         if reason.notifies_client() {
-            if let Some(notice) = self.codec.close_notice(&reason) {
+            if let Some(notice) = self.codec.close_notice(reason) {
                 self.session.shared.outbox.push_internal(notice);
             }
         }
-        let wait = if reason == CloseReason::GoingAway {
+        let wait = if *reason == CloseReason::GoingAway {
             limits.drain_timeout
         } else {
             limits.close_timeout
         };
-        self.phase = Phase::Closing {
-            reason,
-            deadline: Instant::now() + wait,
-        };
+        self.closing = true;
+        Instant::now() + wait
     }
 
     /// Reads what the socket has (once) and processes it.
@@ -281,7 +263,7 @@ impl<C: StreamCodec> Connection<C> {
             }
             Err(err) => {
                 self.peer_done = true;
-                if matches!(self.phase, Phase::Open) {
+                if !self.closing {
                     self.request_close(match err {
                         None => CloseReason::ClosedByPeer(None),
                         Some(e) => CloseReason::ConnectionLost(e.to_string()),
@@ -300,40 +282,45 @@ impl<C: StreamCodec> Connection<C> {
         }
     }
 
-    /// Decodes every complete item in `input` into `self.inbound`. Returns the framing error
-    /// that stopped it, if any; nothing after such an error can be trusted, and the codec stays
-    /// failed, so later reads only watch for the peer to go away.
+    /// Decodes every complete item in `input` into the thread's [`INBOUND`] list. Returns the
+    /// framing error that stopped it, if any; nothing after such an error can be trusted, and
+    /// the codec stays failed, so later reads only watch for the peer to go away.
     fn decode_all(&mut self, mut input: &[u8]) -> Option<CloseReason> {
-        self.last_rx = Instant::now();
         // For the server's sweeper: this session is alive (heartbeat and idle timeout).
         self.session.server().hub.inner.touch(&self.session.shared);
+        let mut items = INBOUND.take();
+        let mut error = None;
         while !input.is_empty() {
             match self.codec.decode(input) {
                 Ok((used, item)) => {
                     input = &input[used..];
                     match item {
-                        Some(item) => self.inbound.push(item),
+                        Some(item) => items.push(item),
                         None if used == 0 => break,
                         None => {}
                     }
                 }
-                Err(reason) => return Some(reason),
+                Err(reason) => {
+                    error = Some(reason);
+                    break;
+                }
             }
         }
-        None
+        INBOUND.set(items);
+        error
     }
 
     /// Hands decoded items to the protocol layer (only while open; a closing connection reads
     /// just to see the peer's close).
     fn dispatch_inbound(&mut self) {
-        let mut items = std::mem::take(&mut self.inbound);
+        let mut items = INBOUND.take();
+        // One clock reading for everything this read brought (the rate limiter's "now").
+        let now = Instant::now();
         for item in items.drain(..) {
             match item {
                 Inbound::Close(code) => {
                     self.peer_done = true;
-                    if matches!(self.phase, Phase::Open)
-                        && self.session.shared.outbox.closing().is_none()
-                    {
+                    if !self.closing && self.session.shared.outbox.closing().is_none() {
                         if let Some(reply) = self.codec.close_reply(code) {
                             self.session.shared.outbox.push_internal(reply);
                         }
@@ -341,10 +328,9 @@ impl<C: StreamCodec> Connection<C> {
                     }
                     break;
                 }
-                _ if !matches!(self.phase, Phase::Open)
-                    || self.session.shared.outbox.closing().is_some() => {}
+                _ if self.closing || self.session.shared.outbox.closing().is_some() => {}
                 Inbound::Message(m) => {
-                    if !self.rate.take(self.last_rx) {
+                    if !self.rate.take(now) {
                         let per_second =
                             self.session.server().config.limits.max_messages_per_second;
                         self.request_close(CloseReason::RateLimited { per_second });
@@ -367,8 +353,11 @@ impl<C: StreamCodec> Connection<C> {
                 Inbound::Pong => {}
             }
         }
-        if items.capacity() <= 16 {
-            self.inbound = items;
+        // Items left after a close frame are dropped here; a vector grown by a burst is not
+        // kept.
+        items.clear();
+        if items.capacity() <= 64 {
+            INBOUND.set(items);
         }
         self.codec.shrink_idle();
     }
@@ -423,5 +412,31 @@ impl<C: StreamCodec> Connection<C> {
             self.writing = VecDeque::new();
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::Connection;
+    use crate::outbox::Outbox;
+    use crate::transport::ws::WsCodec;
+    use crate::ws::codec::Decoder;
+
+    /// An idle WebSocket connection is mostly its task, and tokio sizes a task in steps of 128
+    /// bytes (its cell is cache-line aligned): the connection's future was 640 bytes, a
+    /// 768-byte task, when these were measured (docs/performance.md, "Idle memory"). A few
+    /// bytes more here can cost every idle connection 128 more; if this fails, check the task
+    /// size before raising the bounds.
+    #[test]
+    fn per_connection_state_stays_small() {
+        // Without tokio's socket, which has a debug-only field (32 bytes in release).
+        let socket = size_of::<tokio::net::TcpStream>();
+        assert!(size_of::<Connection<WsCodec>>() - socket <= 256);
+        assert!(size_of::<WsCodec>() <= 160);
+        assert!(size_of::<Decoder>() <= 128);
+        // Part of every session record (the hub's `SessionShared`).
+        assert!(size_of::<Outbox>() <= 96);
     }
 }

@@ -242,8 +242,9 @@ pub struct Decoder {
     state: State,
     /// Partial (or complete) header of the current frame.
     header: [u8; MAX_HEADER],
-    /// Number of valid bytes in `header`.
-    header_len: usize,
+    /// Number of valid bytes in `header` (at most `MAX_HEADER`; a byte keeps the decoder small,
+    /// and one is stored in every WebSocket connection).
+    header_len: u8,
     /// Declared payload length of the current frame, once its length field is parsed.
     frame_len: u64,
     /// FIN bit of the current frame.
@@ -255,20 +256,19 @@ pub struct Decoder {
     /// Payload bytes of the current frame not yet received.
     frame_remaining: u64,
     /// Payload bytes of the current frame received so far, modulo 4.
-    mask_offset: usize,
+    mask_offset: u8,
     /// Opcode (Text or Binary) of the data message in progress, if any.
     message: Option<OpCode>,
     /// Reassembled, unmasked payload of the data message in progress.
     buf: Vec<u8>,
     /// Prefix of `buf` known to be complete, valid UTF-8 (text messages only).
     utf8_valid: usize,
-    /// Payload of the control frame in progress.
+    /// Payload of the control frame in progress, unmasked as it arrives.
     /// (Heap, and only while a control frame arrives: an idle decoder holds no buffer.)
     control: Vec<u8>,
-    /// Number of valid bytes in `control`.
-    control_len: usize,
-    /// The error that poisoned this decoder, if any.
-    error: Option<ProtocolError>,
+    /// The error that poisoned this decoder, if any (boxed: it is rare, and the decoder is
+    /// part of every connection).
+    error: Option<Box<ProtocolError>>,
     /// permessage-deflate was negotiated: RSV1 may mark a message compressed.
     compression: bool,
     /// RSV1 of the current frame.
@@ -301,7 +301,6 @@ impl Decoder {
             buf: Vec::new(),
             utf8_valid: 0,
             control: Vec::new(),
-            control_len: 0,
             error: None,
             compression: false,
             frame_rsv1: false,
@@ -337,11 +336,11 @@ impl Decoder {
     /// call; the connection must be closed with [`ProtocolError::close_code`].
     pub fn decode(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), ProtocolError> {
         if let Some(err) = &self.error {
-            return Err(err.clone());
+            return Err(ProtocolError::clone(err));
         }
         let result = self.decode_inner(input);
         if let Err(err) = &result {
-            self.error = Some(err.clone());
+            self.error = Some(Box::new(err.clone()));
             self.buf = Vec::new();
             self.message = None;
         }
@@ -407,11 +406,13 @@ impl Decoder {
     /// Copies header bytes until `header_len == target` or `input` runs out.
     /// Returns whether the target was reached.
     fn fill_header(&mut self, input: &[u8], pos: &mut usize, target: usize) -> bool {
-        let n = (target - self.header_len).min(input.len() - *pos);
-        self.header[self.header_len..self.header_len + n].copy_from_slice(&input[*pos..*pos + n]);
-        self.header_len += n;
+        let have = usize::from(self.header_len);
+        let n = (target - have).min(input.len() - *pos);
+        self.header[have..have + n].copy_from_slice(&input[*pos..*pos + n]);
+        // have + n <= target <= MAX_HEADER (14), so it fits a byte.
+        self.header_len = (have + n) as u8;
         *pos += n;
-        self.header_len == target
+        have + n == target
     }
 
     /// Reads (part of) a frame header, validating each part as soon as it is
@@ -428,7 +429,7 @@ impl Decoder {
             }
         }
         let length_end = 2 + self.length_field_size();
-        if self.header_len < length_end {
+        if usize::from(self.header_len) < length_end {
             if !self.fill_header(input, &mut pos, length_end) {
                 return Ok((pos, false));
             }
@@ -436,7 +437,9 @@ impl Decoder {
         }
         let masked = self.header[1] & 0x80 != 0;
         let header_end = length_end + if masked { 4 } else { 0 };
-        if self.header_len < header_end && !self.fill_header(input, &mut pos, header_end) {
+        if usize::from(self.header_len) < header_end
+            && !self.fill_header(input, &mut pos, header_end)
+        {
             return Ok((pos, false));
         }
         self.start_frame(masked, length_end);
@@ -560,7 +563,6 @@ impl Decoder {
             }
             OpCode::Continuation => {}
             OpCode::Close | OpCode::Ping | OpCode::Pong => {
-                self.control_len = 0;
                 self.control.clear();
                 // frame_len <= 125 was checked on the header.
                 self.control.reserve_exact(self.frame_len as usize);
@@ -572,25 +574,25 @@ impl Decoder {
     /// unmasking it into the control or message buffer.
     fn read_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
         let n = chunk.len();
+        let offset = usize::from(self.mask_offset);
         if self.frame_opcode.is_control() {
+            let start = self.control.len();
             self.control.extend_from_slice(chunk);
-            let dst = &mut self.control[self.control_len..self.control_len + n];
             if let Some(mask) = self.frame_mask {
-                apply_mask(dst, mask, self.mask_offset);
+                apply_mask(&mut self.control[start..], mask, offset);
             }
-            self.control_len += n;
         } else {
             self.reserve_payload(n);
             let start = self.buf.len();
             self.buf.extend_from_slice(chunk);
             if let Some(mask) = self.frame_mask {
-                apply_mask(&mut self.buf[start..], mask, self.mask_offset);
+                apply_mask(&mut self.buf[start..], mask, offset);
             }
             if self.message == Some(OpCode::Text) && !self.compressed {
                 self.validate_utf8()?;
             }
         }
-        self.mask_offset = (self.mask_offset + n) & 3;
+        self.mask_offset = ((offset + n) & 3) as u8;
         self.frame_remaining -= n as u64;
         Ok(())
     }
@@ -632,7 +634,7 @@ impl Decoder {
             OpCode::Ping => Ok(Some(Event::Ping(self.control_payload()))),
             OpCode::Pong => Ok(Some(Event::Pong(self.control_payload()))),
             OpCode::Close => {
-                let close = parse_close_payload(&self.control[..self.control_len])?;
+                let close = parse_close_payload(&self.control)?;
                 self.control = Vec::new();
                 self.state = State::Closed;
                 self.message = None;
@@ -667,7 +669,6 @@ impl Decoder {
 
     /// Hands over the control payload buffer (sized exactly, so no copy) and leaves none.
     fn control_payload(&mut self) -> Bytes {
-        self.control.truncate(self.control_len);
         Bytes::from(std::mem::take(&mut self.control))
     }
 }
