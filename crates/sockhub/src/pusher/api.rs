@@ -241,6 +241,26 @@ struct Event {
     info: Option<String>,
 }
 
+/// A struct read from a JSON object only: serde's derived impls also read an array
+/// (`["name","data","channel"]` was an event), which the API's bodies never are.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData)).map(Object)
+    }
+}
+
 /// An event that passed the API's checks, not yet published.
 struct Checked {
     /// The channels it goes to.
@@ -326,7 +346,7 @@ async fn events(
         Err(r) => return r,
     };
     let ev: Event = match serde_json::from_slice(&body) {
-        Ok(e) => e,
+        Ok(Object(e)) => e,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
     };
     let info = ev.info.clone().unwrap_or_default();
@@ -354,10 +374,10 @@ async fn batch_events(
     };
     #[derive(Deserialize)]
     struct Batch {
-        batch: Vec<Event>,
+        batch: Vec<Object<Event>>,
     }
     let batch: Batch = match serde_json::from_slice(&body) {
-        Ok(b) => b,
+        Ok(Object(b)) => b,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
     };
     if batch.batch.len() > MAX_BATCH {
@@ -368,7 +388,7 @@ async fn batch_events(
     }
     // All or nothing: a refused event refuses the batch before any of it is published.
     let mut checked = Vec::new();
-    for ev in batch.batch {
+    for Object(ev) in batch.batch {
         let info = ev.info.clone().unwrap_or_default();
         match check(ev) {
             Ok(ev) => checked.push((ev, info)),
@@ -550,6 +570,26 @@ mod tests {
     fn channel_named_twice_gets_the_event_once() {
         let (server, s) = subscriber();
         let ev = json!({ "name": "e", "channels": ["a", "a"], "data": "x", "info": "subscription_count" });
+        assert_eq!(post(&server, "/apps/1/events", &ev), 200);
+        assert_eq!(s.take().0.len(), 1);
+    }
+
+    /// Found with the `pusher_request` fuzz target's model (hand-written probes): an array
+    /// body, or an array in a batch, was read as an event (`["e","x","a"]`: event `e`, data
+    /// `x`, channel `a`), like finding 7 of the json protocol.
+    #[test]
+    fn arrays_are_not_api_events() {
+        let (server, s) = subscriber();
+        assert_eq!(
+            post(&server, "/apps/1/events", &json!(["e", "x", "a"])),
+            400
+        );
+        let batch = json!({ "batch": [["e", "x", "a"]] });
+        assert_eq!(post(&server, "/apps/1/batch_events", &batch), 400);
+        assert_eq!(post(&server, "/apps/1/batch_events", &json!([[]])), 400);
+        assert!(s.take().0.is_empty());
+        // Objects still work.
+        let ev = json!({ "name": "e", "data": "x", "channel": "a" });
         assert_eq!(post(&server, "/apps/1/events", &ev), 200);
         assert_eq!(s.take().0.len(), 1);
     }
