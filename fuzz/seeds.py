@@ -503,6 +503,10 @@ pusher_message = {
     "channel_names": steps("s0n" + "a" * 164, "s0n" + "a" * 165, "s0n", "s0nA-Za_z0=9@,.;",
                            "s0nhas space", "s0n\u00e9t\u00e9", "s0nchan/slash"),
     "close_reopen_ids": steps("x04294967296", "x118446744073709551615", "x20", "x2", "s0nz", "x1"),
+    "subscribe_again": steps('s0gpresence-r\t{"user_id":"u"}', 's1gpresence-r\t{"user_id":"v"}',
+                             's0gpresence-r\t{"user_id":"u"}', 's0gpresence-r\t{"user_id":"w"}',
+                             "s0nnews", "s0nnews", "s1gprivate-cache-p", "s1gprivate-cache-p",
+                             "u0presence-r", "x1"),
 }
 for name, data in pusher_message.items():
     write("pusher_message", name, data)
@@ -539,6 +543,12 @@ pusher_request = {
     "odd_params_and_method": request(b"{}", control="es99", method="post", path="/apps/1/events",
                                      params="\u043a\u043b\u044e\u0447=\u0437\u043d\u0430\u0447\u0435\u043d\u0438\u0435&A=B&a b=c+d&&=x"),
     "types_and_duplicates": request(b'{"name":"e","name":"f","channel":"a"}', control="es3"),
+    "batch_second_invalid": request(
+        b'{"batch":[{"name":"e1","channel":"a","data":"1"},{"name":"e2","channel":"a b","data":"2"}]}',
+        control="bs4"),
+    "channels_repeated": request(b'{"name":"e","channels":["b","a","b"],"data":null,"info":"subscription_count"}',
+                                 control="es8"),
+    "array_body": request(b'["e","x","a"]', control="es2"),
     "private_key_and_signin_data": request(b"", control="-s40", data='{"id":"u1","name":"x"}',
                                            sid="4294967295.4294967295", channel="presence-room"),
 }
