@@ -6,10 +6,11 @@
 //! queued *and* taken, so a client that stops reading holds at most `max_outbox_bytes`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 use crate::close::CloseReason;
 use crate::config::{Limits, OverflowPolicy};
@@ -58,12 +59,18 @@ pub(crate) enum Push {
 /// One session's outbox. See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    /// Queue and accounting. A std mutex: it is held only for a push or a swap, never across an
-    /// await, and it is per session, so contention is one publisher against one driver.
+    /// Queue, accounting and the driver's waker. A std mutex: it is held only for a push, a
+    /// swap or a check, never across an await, and it is per session, so contention is one
+    /// publisher against one driver.
     state: Mutex<State>,
-    /// Wakes the driver when frames arrive or a close is requested. One waiter (the driver), so
-    /// `notify_one`'s stored permit guarantees no wake-up is lost between check and wait.
-    notify: Notify,
+    /// The driver waits (set under the lock by [`Outbox::poll_ready`]; cleared without it by
+    /// [`Outbox::resume`], so a push that reads it a moment late causes at most one spurious
+    /// wake-up). While the driver runs, what is pushed (its own replies to what it reads) waits
+    /// for its next take: no wake-up, no extra turn of its loop.
+    waiting: AtomicBool,
+    /// A close was requested: the lock-free twin of `State::closing`, for the driver's check
+    /// on every message it dispatches.
+    closed: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +84,29 @@ struct State {
     /// Set once, by the first close request; later requests keep the first reason. (Boxed:
     /// this record is part of every session, and a reason is needed only once it closes.)
     closing: Option<Box<CloseReason>>,
+    /// The driver has something to take: set by the push that makes the queue non-empty and
+    /// by a close request, cleared by [`Outbox::take`].
+    signal: bool,
+    /// The driver's waker, while it waits (a push that wakes it takes it).
+    waker: Option<Waker>,
+}
+
+/// Bytes and whole frames the driver wrote to the socket and has not reported yet: reported
+/// with its next wait or take (the same turn of its loop), to spare a lock per write.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Written {
+    /// Bytes.
+    pub bytes: usize,
+    /// Whole frames.
+    pub frames: usize,
+}
+
+impl State {
+    /// Frames the driver wrote no longer count against the limits.
+    fn report(&mut self, written: Written) {
+        self.bytes = self.bytes.saturating_sub(written.bytes);
+        self.frames = self.frames.saturating_sub(written.frames);
+    }
 }
 
 impl Outbox {
@@ -104,8 +134,8 @@ impl Outbox {
                     st.closing = Some(Box::new(CloseReason::SlowConsumer {
                         max_bytes: limits.max_bytes,
                     }));
-                    drop(st);
-                    self.notify.notify_one();
+                    self.closed.store(true, Ordering::Release);
+                    self.signal(st);
                     return Push::Overflow;
                 }
                 OverflowPolicy::DropOldest => {
@@ -156,11 +186,10 @@ impl Outbox {
         st.frames += 1;
         let was_empty = st.queue.is_empty();
         st.queue.push_back(frame);
-        drop(st);
-        // Only the push that makes the queue non-empty needs to wake the driver: until it has
-        // taken the queue, later pushes are picked up by the same take.
+        // Only the push that makes the queue non-empty needs to signal the driver: until it
+        // has taken the queue, later pushes are picked up by the same take.
         if was_empty {
-            self.notify.notify_one();
+            self.signal(st);
         }
     }
 
@@ -185,8 +214,8 @@ impl Outbox {
             st.queue.clear();
         }
         st.closing = Some(Box::new(reason));
-        drop(st);
-        self.notify.notify_one();
+        self.closed.store(true, Ordering::Release);
+        self.signal(st);
         true
     }
 
@@ -204,7 +233,18 @@ impl Outbox {
     /// returns the close request, if any. The frames still count against the limits until
     /// [`Outbox::written`].
     pub(crate) fn take(&self, into: &mut VecDeque<Bytes>) -> Option<CloseReason> {
+        self.take_and_report(into, Written::default())
+    }
+
+    /// [`Outbox::take`], after reporting what the driver wrote since its last report.
+    pub(crate) fn take_and_report(
+        &self,
+        into: &mut VecDeque<Bytes>,
+        written: Written,
+    ) -> Option<CloseReason> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.report(written);
+        st.signal = false;
         if into.is_empty() {
             std::mem::swap(into, &mut st.queue);
         } else {
@@ -216,8 +256,7 @@ impl Outbox {
     /// Records that `bytes` in `frames` whole frames reached the socket.
     pub(crate) fn written(&self, bytes: usize, frames: usize) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.bytes = st.bytes.saturating_sub(bytes);
-        st.frames = st.frames.saturating_sub(frames);
+        st.report(Written { bytes, frames });
     }
 
     /// Bytes not yet written (queued plus taken).
@@ -226,10 +265,55 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).bytes
     }
 
-    /// Waits until a push or close may have happened since the last take. (Notify's own
-    /// future rather than an `async fn` around it: it is stored in every connection's task.)
-    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
+    /// Sets the driver's signal and, if it waits, wakes it (after the lock is released).
+    fn signal(&self, mut st: std::sync::MutexGuard<'_, State>) {
+        st.signal = true;
+        let waker = if self.waiting.load(Ordering::Relaxed) {
+            st.waker.take()
+        } else {
+            None
+        };
+        drop(st);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Has a close been requested? (No lock: the driver asks for every message it dispatches.)
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Reports what the driver wrote, then: ready when a push or close has happened since the
+    /// last take; otherwise the driver's waker is kept and the outbox will wake it. Once it
+    /// runs again the driver calls [`Outbox::resume`].
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, written: Written) -> Poll<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.report(written);
+        if st.signal {
+            return Poll::Ready(());
+        }
+        // The same task's waker is kept, not cloned again, from one wait to the next.
+        if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            st.waker = Some(cx.waker().clone());
+        }
+        // Under the lock: a push either came before (and set the signal seen above) or comes
+        // after and sees this.
+        self.waiting.store(true, Ordering::Relaxed);
+        Poll::Pending
+    }
+
+    /// The driver runs again: pushes from here on (its own replies to what it reads) are picked
+    /// up by its next take and need not wake it.
+    pub(crate) fn resume(&self) {
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// Waits until a push or close has happened since the last take. (A driver that drops this
+    /// future before it completes only risks one spurious wake-up later.)
+    pub(crate) async fn notified(&self) {
+        std::future::poll_fn(|cx| self.poll_ready(cx, Written::default())).await;
+        self.resume();
     }
 }
 

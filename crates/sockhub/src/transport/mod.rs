@@ -18,7 +18,7 @@ use crate::webhook::Reply;
 /// Routes one message a client sent: raw → the handler; json → executes the command (publish
 /// goes to the handler with its target channel). Replies go to the session's outbox.
 pub(crate) fn dispatch(session: &Session, message: Message) {
-    let handler = session.server().handler.clone();
+    let handler = &session.server().handler;
     match session.protocol() {
         Protocol::Raw => {
             report_message(session, None, &message);

@@ -8,15 +8,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read as _};
+use std::task::Poll;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use socket2::SockRef;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
 use crate::close::CloseReason;
 use crate::message::Message;
+use crate::outbox::Written;
 use crate::rate::RateLimiter;
 use crate::session::Session;
 use crate::transport::dispatch;
@@ -129,28 +132,56 @@ impl<C: StreamCodec> Connection<C> {
     /// The open phase: returns `Ok` with the reason when a close has begun, `Err` when the
     /// socket failed.
     async fn run_open(&mut self) -> Result<CloseReason, CloseReason> {
+        // What was written and not yet reported to the outbox: reported by the next wait or
+        // take, whichever comes first (both in this turn of the loop), instead of with a lock
+        // of its own.
+        let mut written = Written::default();
         loop {
             // Everything queued so far joins the write queue; a close request starts closing.
-            if let Some(reason) = self.session.shared.outbox.take(&mut self.writing) {
+            let outbox = &self.session.shared.outbox;
+            if let Some(reason) = outbox.take_and_report(&mut self.writing, written) {
                 return Ok(reason);
             }
-            self.flush()
+            written = self
+                .flush()
                 .map_err(|e| CloseReason::ConnectionLost(e.to_string()))?;
-            tokio::select! {
-                biased;
-                // poll_*_ready rather than readable()/writable(): no readiness future is
-                // stored in this task, and the socket's single reader/writer waker slot is
-                // taken over from hyper's finished handshake task (which a waiter-list future
-                // would leave registered there, keeping that task's memory alive).
-                r = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if !self.peer_done => {
-                    if r.is_ok() {
-                        self.read_ready();
-                    }
-                }
-                _ = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if !self.writing.is_empty() => {}
-                _ = self.session.shared.outbox.notified() => {}
+            if self.wait(&mut written).await {
+                self.read_ready();
             }
         }
+    }
+
+    /// Waits until the socket is readable (returns true), writable while frames wait to be
+    /// written, or the outbox has something; in that order of preference.
+    ///
+    /// One hand-written poll instead of `select!` over three futures: nothing is stored in the
+    /// task while it waits. `poll_*_ready` rather than `readable()`/`writable()`: no readiness
+    /// future either, and the socket's single reader/writer waker slot is taken over from
+    /// hyper's finished handshake task (which a waiter-list future would leave registered
+    /// there, keeping that task's memory alive).
+    ///
+    /// `written` is reported to the outbox when it is polled (and zeroed); if the wait ends
+    /// before that, it is left for the caller's next take.
+    async fn wait(&mut self, written: &mut Written) -> bool {
+        let readable = std::future::poll_fn(|cx| {
+            if !self.peer_done {
+                if let Poll::Ready(r) = self.stream.poll_read_ready(cx) {
+                    return Poll::Ready(r.is_ok());
+                }
+            }
+            if !self.writing.is_empty() && self.stream.poll_write_ready(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            let outbox = &self.session.shared.outbox;
+            outbox
+                .poll_ready(cx, std::mem::take(written))
+                .map(|()| false)
+        })
+        .await;
+        // Running again: what this task queues for itself from here on (replies to what it
+        // reads) is written by its next take, without a wake-up and another turn.
+        self.session.shared.outbox.resume();
+        readable
     }
 
     /// The closing phase: drain the write queue (close notice last), half-close, and linger
@@ -161,8 +192,9 @@ impl<C: StreamCodec> Connection<C> {
         tokio::pin!(timer);
         loop {
             self.session.shared.outbox.take(&mut self.writing);
-            if self.flush().is_err() {
-                return reason;
+            match self.flush() {
+                Ok(w) => self.session.shared.outbox.written(w.bytes, w.frames),
+                Err(_) => return reason,
             }
             if self.writing.is_empty() {
                 if !self.write_shut {
@@ -180,15 +212,14 @@ impl<C: StreamCodec> Connection<C> {
                     return reason;
                 }
             }
+            let mut nothing = Written::default();
             tokio::select! {
                 biased;
-                r = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)), if !self.peer_done => {
-                    if r.is_ok() {
+                readable = self.wait(&mut nothing) => {
+                    if readable {
                         self.read_ready();
                     }
                 }
-                _ = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if !self.writing.is_empty() => {}
-                _ = self.session.shared.outbox.notified() => {}
                 _ = &mut timer => return reason,
             }
         }
@@ -229,29 +260,33 @@ impl<C: StreamCodec> Connection<C> {
 
     /// Reads what the socket has (once) and processes it.
     fn read_ready(&mut self) {
-        let mut drained = false;
-        let result = SCRATCH.with_borrow_mut(|buf| match self.stream.try_read(buf) {
-            Ok(0) => Err(None),
-            Ok(n) => {
-                drained = n < buf.len();
-                let session = &self.session;
-                session.hub().stats().bytes_in(session.transport(), n);
-                Ok(self.decode_all(&buf[..n]))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(Some(e)),
-        });
-        if drained {
-            // A short read emptied the socket: clear its readiness now instead of paying one
-            // more read that only returns EAGAIN (one read per readable event, not two). Safe
-            // with edge-triggered epoll: tokio clears only if no new event arrived since, and
-            // never clears end-of-stream (a FIN still wakes us for the final 0-byte read).
-            let _ = self
-                .stream
-                .try_io(tokio::io::Interest::READABLE, || -> io::Result<()> {
+        let result = SCRATCH.with_borrow_mut(|buf| {
+            // The read and, after a short one, clearing the socket's readiness under one
+            // readiness check, as tokio's own `poll_read` does: a short read emptied the
+            // socket, so readiness is cleared now instead of paying a second read that only
+            // returns EAGAIN (one read per readable event, not two). Safe with edge-triggered
+            // epoll: tokio clears only if no new event arrived since the read began, and never
+            // clears end-of-stream (a FIN still wakes us for the final 0-byte read).
+            let mut n = 0;
+            let read = self.stream.try_io(Interest::READABLE, || {
+                n = (&*SockRef::from(&self.stream)).read(&mut buf[..])?;
+                if n > 0 && n < buf.len() {
                     Err(io::ErrorKind::WouldBlock.into())
-                });
-        }
+                } else {
+                    Ok(())
+                }
+            });
+            match read {
+                _ if n > 0 => {
+                    let session = &self.session;
+                    session.hub().stats().bytes_in(session.transport(), n);
+                    Ok(self.decode_all(&buf[..n]))
+                }
+                Ok(()) => Err(None),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+                Err(e) => Err(Some(e)),
+            }
+        });
         match result {
             Ok(error) => {
                 // Messages that arrived before a framing error are still delivered (and
@@ -314,13 +349,15 @@ impl<C: StreamCodec> Connection<C> {
     /// just to see the peer's close).
     fn dispatch_inbound(&mut self) {
         let mut items = INBOUND.take();
-        // One clock reading for everything this read brought (the rate limiter's "now").
-        let now = Instant::now();
+        // The rate limiter's "now": one clock reading for everything this read brought, and
+        // none without a limit.
+        let limited = self.session.server().config.limits.max_messages_per_second != 0;
+        let now = limited.then(Instant::now);
         for item in items.drain(..) {
             match item {
                 Inbound::Close(code) => {
                     self.peer_done = true;
-                    if !self.closing && self.session.shared.outbox.closing().is_none() {
+                    if !self.closing && !self.session.shared.outbox.is_closing() {
                         if let Some(reply) = self.codec.close_reply(code) {
                             self.session.shared.outbox.push_internal(reply);
                         }
@@ -328,9 +365,9 @@ impl<C: StreamCodec> Connection<C> {
                     }
                     break;
                 }
-                _ if self.closing || self.session.shared.outbox.closing().is_some() => {}
+                _ if self.closing || self.session.shared.outbox.is_closing() => {}
                 Inbound::Message(m) => {
-                    if !self.rate.take(now) {
+                    if now.is_some_and(|now| !self.rate.take(now)) {
                         let per_second =
                             self.session.server().config.limits.max_messages_per_second;
                         self.request_close(CloseReason::RateLimited { per_second });
@@ -363,21 +400,30 @@ impl<C: StreamCodec> Connection<C> {
     }
 
     /// Writes queued frames until done or the socket would block; gathers up to
-    /// [`MAX_IOVECS`] frames per `writev`.
-    fn flush(&mut self) -> io::Result<()> {
+    /// [`MAX_IOVECS`] frames per `writev`. Returns what was written, for the caller to report
+    /// to the outbox (on an error the connection is over, and nothing is reported).
+    fn flush(&mut self) -> io::Result<Written> {
         let (mut bytes_done, mut frames_done) = (0, 0);
         let result = loop {
             if self.writing.is_empty() {
                 break Ok(());
             }
-            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n_iov = 0;
-            for (i, frame) in self.writing.iter().take(MAX_IOVECS).enumerate() {
-                let start = if i == 0 { self.front_written } else { 0 };
-                iov[n_iov] = IoSlice::new(&frame[start..]);
-                n_iov += 1;
-            }
-            match self.stream.try_write_vectored(&iov[..n_iov]) {
+            let written = if self.writing.len() == 1 {
+                // One frame (an echo, a broadcast to an idle subscriber): `send`, which costs
+                // the kernel less than a one-element `writev`.
+                self.stream
+                    .try_write(&self.writing[0][self.front_written..])
+            } else {
+                let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut n_iov = 0;
+                for (i, frame) in self.writing.iter().take(MAX_IOVECS).enumerate() {
+                    let start = if i == 0 { self.front_written } else { 0 };
+                    iov[n_iov] = IoSlice::new(&frame[start..]);
+                    n_iov += 1;
+                }
+                self.stream.try_write_vectored(&iov[..n_iov])
+            };
+            match written {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(mut n) => {
                     // The kernel took n bytes from the front of the queue: retire whole frames.
@@ -401,7 +447,6 @@ impl<C: StreamCodec> Connection<C> {
             }
         };
         if frames_done > 0 {
-            self.session.shared.outbox.written(bytes_done, frames_done);
             let session = &self.session;
             session
                 .hub()
@@ -411,7 +456,10 @@ impl<C: StreamCodec> Connection<C> {
         if self.writing.is_empty() && self.writing.capacity() > 64 {
             self.writing = VecDeque::new();
         }
-        result
+        result.map(|()| Written {
+            bytes: bytes_done,
+            frames: frames_done,
+        })
     }
 }
 
