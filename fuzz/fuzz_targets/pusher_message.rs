@@ -226,7 +226,7 @@ fn normalize(mut v: Value) -> Value {
                 .pointer_mut("/presence/ids")
                 .and_then(Value::as_array_mut)
             {
-                ids.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+                ids.sort_by_key(|a| a.to_string());
             }
             v["data"] = data;
         }
