@@ -14,7 +14,7 @@
 //!   the auth of a `private-` or `presence-` channel is `<key>:<HMAC-SHA256 of
 //!   socket_id:channel[:channel_data]>` for this session's socket id and app (the signature's
 //!   hex in any case; anything else → 401), a presence `channel_data` is one JSON object with a
-//!   `user_id` (400), and the session has fewer than `max_subscriptions` (4) other channels
+//!   string or number `user_id` (400), and the session has fewer than `max_subscriptions` (4) other channels
 //!   (400); subscribing again succeeds again;
 //! - presence: the `subscription_succeeded` snapshot lists exactly the users with a socket in
 //!   the channel (ids, infos, count); `member_added` reaches the other members when a user's
@@ -24,10 +24,12 @@
 //!   non-presence channel gets the new count when a client of that app subscribes, unsubscribes
 //!   or closes;
 //! - `pusher:signin` succeeds exactly with a valid signature of `socket_id::user::user_data`
-//!   and a `user_data` object with an `id` (else `pusher:error` 4009);
+//!   and a `user_data` object whose `id` is a non-empty string or a number (else
+//!   `pusher:error` 4009);
 //! - a `client-*` event reaches exactly the other subscribers of its channel, with the same
 //!   data (and the sender's `user_id` on presence channels), when the app allows client events
-//!   and the sender subscribed to that `private-`/`presence-` channel; else one `pusher:error`;
+//!   and the sender subscribed to that `private-`/`presence-` channel (not a
+//!   `private-encrypted-` one); else one `pusher:error`;
 //! - cache channels: a new subscriber gets the last client event or `pusher:cache_miss`;
 //! - `connection_established` names the session's socket id, `socket_id(id)`, which
 //!   `parse_socket_id` reads back as the same id; hub subscriber counts match the model.
@@ -354,7 +356,11 @@ impl Model {
                 let signed = auth_ok(me.app, &format!("{}::user::{user_data}", me.sid), auth);
                 let has_id = serde_json::from_str::<Value>(user_data)
                     .ok()
-                    .is_some_and(|v| v.get("id").is_some());
+                    .is_some_and(|v| match v.get("id") {
+                        Some(Value::String(s)) => !s.is_empty(),
+                        Some(Value::Number(_)) => true,
+                        _ => false,
+                    });
                 out[slot].push(if signed && has_id {
                     frame(
                         "pusher:signin_success",
@@ -373,6 +379,7 @@ impl Model {
                 if !APPS[me.app].2
                     || !me.authorized.contains(&channel)
                     || !(channel.starts_with("private-") || channel.starts_with("presence-"))
+                    || channel.starts_with("private-encrypted-")
                 {
                     return out[slot].push(Want::Error(None));
                 }
@@ -435,7 +442,8 @@ impl Model {
                 .and_then(|e| {
                     let id = match e.get("user_id")? {
                         Value::String(s) => s.clone(),
-                        other => other.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        _ => return None,
                     };
                     Some((id, e.get("user_info").cloned().unwrap_or(Value::Null)))
                 });

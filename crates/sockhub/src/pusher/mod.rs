@@ -491,19 +491,21 @@ fn subscribe(state: &PusherState, session: &Session, data: &Value) {
             .channel_data
             .as_deref()
             .filter(|d| d.trim_start().starts_with('{'))
-            .and_then(|d| serde_json::from_str::<ChannelData>(d).ok());
-        let Some(cd) = parsed else {
+            .and_then(|d| serde_json::from_str::<ChannelData>(d).ok())
+            // A user id is a string or a number (`null` is nobody, not user "null").
+            .and_then(|cd| match cd.user_id {
+                Value::String(s) => Some((s, cd.user_info)),
+                Value::Number(n) => Some((n.to_string(), cd.user_info)),
+                _ => None,
+            });
+        let Some((id, user_info)) = parsed else {
             send_subscription_error(
                 session,
                 channel,
                 400,
-                "presence needs channel_data with user_id",
+                "presence needs channel_data with a string or number user_id",
             );
             return;
-        };
-        let id = match cd.user_id {
-            Value::String(s) => s,
-            other => other.to_string(),
         };
         // A new member of a full channel is refused (someone already in may add sockets).
         let limit = app_cfg.max_presence_members;
@@ -522,7 +524,7 @@ fn subscribe(state: &PusherState, session: &Session, data: &Value) {
             );
             return;
         }
-        Some((id, cd.user_info))
+        Some((id, user_info))
     } else {
         None
     };
@@ -601,9 +603,14 @@ fn signin(state: &PusherState, session: &Session, data: &Value) {
         return;
     };
     let app = &state.apps[conn.app];
+    // The id is a non-empty string or a number (`null` is nobody, not the empty user).
     let user: Option<String> = serde_json::from_str::<Value>(user_data)
         .ok()
-        .and_then(|v| v.get("id").map(data_text));
+        .and_then(|v| match v.get("id")? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
     let ok = signature::verify_signin(
         &app.key,
         &app.secret,
