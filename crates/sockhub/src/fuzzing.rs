@@ -222,24 +222,14 @@ impl FuzzPusher {
             pusher: apps,
             ..crate::ServerConfig::default()
         };
-        let pusher = Arc::new(crate::pusher::PusherState::new(config.pusher.clone()));
-        let server = crate::shared::ServerShared {
-            hub: Hub::new(&config.limits, Arc::new(crate::MemoryBroker)),
-            handler: Arc::new(crate::Broadcast),
-            permits: Arc::new(tokio::sync::Semaphore::new(1024)),
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            tracker: tokio_util::task::TaskTracker::new(),
-            token_secret: None,
-            webhooks: None,
-            api_rate: std::sync::Mutex::new(crate::rate::RateLimiter::new(
-                0,
-                tokio::time::Instant::now(),
-            )),
-            pusher: Some(pusher),
+        // Built as a real server builds it (hooks included), just never served.
+        let server = crate::Server::with_parts(
             config,
-        };
+            Arc::new(crate::Broadcast),
+            Arc::new(crate::MemoryBroker),
+        );
         Ok(FuzzPusher {
-            server: Arc::new(server),
+            server: server.shared().clone(),
             runtime: tokio::runtime::Builder::new_current_thread().build()?,
         })
     }

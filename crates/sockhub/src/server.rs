@@ -151,6 +151,11 @@ impl Server {
         }
     }
 
+    /// The state its tasks share (for the fuzz harness, which drives sessions without sockets).
+    pub(crate) fn shared(&self) -> &Arc<ServerShared> {
+        &self.shared
+    }
+
     /// The hub: publish, send to a session, close a session, list channels.
     pub fn hub(&self) -> Hub {
         self.shared.hub.clone()
