@@ -17,7 +17,9 @@ import os
 import statistics
 import sys
 
-PEER_ORDER = ["sockhub", "tungstenite", "fastwebsockets", "node-ws", "python-websockets"]
+PEER_ORDER = ["sockhub", "tungstenite", "fastwebsockets", "node-ws", "python-websockets", "floor"]
+# References, not peers: shown, but never the "best peer" of a ratio.
+REFERENCES = {"floor"}
 
 
 def key_of(d):
@@ -96,7 +98,7 @@ def main():
     lines += [
         "Medians over rounds. **per CPU-s** = messages (echo) or deliveries (broadcast) per server "
         "CPU-second, higher is better; for idle, RSS KB per connection, lower is better. "
-        "**ratio** = this peer ÷ the best peer other than sockhub on the same line "
+        "**ratio** = this peer ÷ the best peer other than sockhub (and the `floor` reference) on the same line "
         "(throughput: > 1 means better than the best peer; idle RSS: < 1 means less memory).",
         "",
         "| scenario | peer | runs | per CPU-s | ratio to best peer | wall rate | p50 | p99 | p99 ratio | delivered / alive | server CPU % | other CPU-s |",
@@ -128,7 +130,8 @@ def main():
                               p50=med([l.get("p50") for l in lat]), p99=med([l.get("p99") for l in lat]),
                               other=med([d.get("other_cpu_s") for d in docs]),
                               sys=med([d.get("_syscalls") for d in docs]))
-        others = {p: r for p, r in rows.items() if p != "sockhub" and r["head"] is not None}
+        others = {p: r for p, r in rows.items()
+                  if p != "sockhub" and p not in REFERENCES and r["head"] is not None}
         best = (min if idle else max)((r["head"] for r in others.values()), default=None)
         best_p99 = min((r["p99"] for r in others.values() if r["p99"] is not None), default=None)
         for peer, r in rows.items():
@@ -159,7 +162,7 @@ def main():
 
 PEER_COLORS = {
     "sockhub": "#d62728", "tungstenite": "#1f77b4", "fastwebsockets": "#2ca02c",
-    "node-ws": "#9467bd", "python-websockets": "#ff7f0e",
+    "node-ws": "#9467bd", "python-websockets": "#ff7f0e", "floor": "#7f7f7f",
 }
 
 
