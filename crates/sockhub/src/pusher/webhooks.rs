@@ -109,6 +109,8 @@ impl PusherHooks {
 /// re-occupied (a member back) within it sends neither event, so a page reload is not
 /// reported as leave-and-join.
 const DELAY: Duration = Duration::from_secs(3);
+/// Most events held back at once (memory and the cost of looking for a cancelling one).
+const MAX_HELD: usize = 16 * 1024;
 /// Attempts per batch: failed requests (no answer, timeout, 5xx) are retried after 1 s, then
 /// 2 s; a 4xx is the backend's answer and is not retried.
 const ATTEMPTS: u32 = 3;
@@ -131,7 +133,12 @@ fn accept(
 ) {
     let name = event["name"].as_str().unwrap_or("");
     if name == "channel_vacated" || name == "member_removed" {
-        held.push_back((Instant::now() + DELAY, app, event));
+        // Beyond MAX_HELD (a mass disconnect) events go out at once rather than pile up.
+        if held.len() < MAX_HELD {
+            held.push_back((Instant::now() + DELAY, app, event));
+        } else {
+            due[app].push(event);
+        }
         return;
     }
     if let Some(cancels) = opposite(name) {
